@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := demo_output
+# Hide TensorFlow's C++ start-up chatter (CUDA probing on machines without a GPU).
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: demo test lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) make_sample_data.py --output_dir=$(DEMO)/data --num_train_videos=2000 \
+	  --num_validate_videos=500 --num_test_videos=500 --mean_frames=20
+	$(PY) describe_data.py --data_pattern='$(DEMO)/data/video/train*.tfrecord' \
+	  --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128
+	$(PY) describe_data.py --data_pattern='$(DEMO)/data/frame/train*.tfrecord' --frame_features \
+	  --feature_names=rgb,audio --feature_sizes=1024,128
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(DEMO)

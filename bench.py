@@ -1,0 +1,193 @@
+r"""Benchmarks: throughput figures measured as ratios within one run.
+
+  python bench.py readers   # both readers vs a one-record-at-a-time pipeline
+
+Each benchmark writes its own sample data (make_sample_data.py) to a temporary
+directory unless --data_dir points at existing sample data. Timings are medians over
+--repeats passes after one warm-up pass; compare the ratios, not absolute figures, on a
+shared machine.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import tensorflow as tf
+from absl import app, flags
+
+import readers
+import utils
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", "", "Existing sample data (make_sample_data.py); default: make it.")
+flags.DEFINE_integer("repeats", 3, "Timed passes per figure; the median is reported.")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def sample_data_dir(data_format: str, num_videos: int, mean_frames: int = 150) -> str:
+    """Returns a directory of sample data, writing it to a temporary directory if needed.
+
+    mean_frames 150 gives about the real data set's bytes per video once padded to 300.
+    """
+    if FLAGS.data_dir:
+        return FLAGS.data_dir
+    output_dir = os.path.join(tempfile.mkdtemp(prefix="yt8m_bench_"), "data")
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "make_sample_data.py"),
+            f"--output_dir={output_dir}",
+            f"--num_train_videos={num_videos}",
+            "--num_validate_videos=0",
+            "--num_test_videos=0",
+            f"--mean_frames={mean_frames}",
+            "--num_shards=4",
+            f"--formats={data_format}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return output_dir
+
+
+def pattern_bytes(data_pattern: str) -> int:
+    """Returns the total size of the files matching a pattern."""
+    return sum(tf.io.gfile.stat(path).length for path in readers.list_files(data_pattern))
+
+
+def median_seconds_per_pass(dataset: tf.data.Dataset) -> tuple[float, int]:
+    """Returns (median seconds per full pass, videos per pass), after a warm-up pass."""
+
+    def one_pass() -> int:
+        return sum(int(tf.shape(batch["video_ids"])[0]) for batch in dataset)
+
+    num_videos = one_pass()
+    timings = []
+    for _ in range(FLAGS.repeats):
+        start = time.perf_counter()
+        one_pass()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings), num_videos
+
+
+def naive_video_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.Dataset:
+    """The original's shape of pipeline: parse one Example at a time, then batch."""
+    spec = {"id": tf.io.FixedLenFeature([], tf.string), "labels": tf.io.VarLenFeature(tf.int64)}
+    for name, size in zip(reader.feature_names, reader.feature_sizes):
+        spec[name] = tf.io.FixedLenFeature([size], tf.float32)
+
+    def parse_one(serialized):
+        features = tf.io.parse_single_example(serialized, spec)
+        labels = tf.sparse.to_indicator(features["labels"], reader.num_classes)
+        return {
+            "video_ids": features["id"],
+            "video_matrix": tf.concat([features[n] for n in reader.feature_names], 0),
+            "labels": tf.cast(labels, tf.float32),
+            "num_frames": tf.constant(1, tf.int32),
+        }
+
+    files = readers.list_files(data_pattern)
+    records = tf.data.TFRecordDataset(files)
+    return (
+        records.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def naive_frame_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.Dataset:
+    """The original's shape of pipeline: parse one SequenceExample at a time, then batch."""
+
+    def parse_one(serialized):
+        context, sequences = tf.io.parse_single_sequence_example(
+            serialized,
+            context_features={
+                "id": tf.io.FixedLenFeature([], tf.string),
+                "labels": tf.io.VarLenFeature(tf.int64),
+            },
+            sequence_features={
+                name: tf.io.FixedLenSequenceFeature([], tf.string) for name in reader.feature_names
+            },
+        )
+        matrices, num_frames = [], None
+        for name, size in zip(reader.feature_names, reader.feature_sizes):
+            frames = tf.reshape(tf.io.decode_raw(sequences[name], tf.uint8), [-1, size])
+            frames = frames[: reader.max_frames]
+            if num_frames is None:
+                num_frames = tf.shape(frames)[0]
+            frames = utils.dequantize(tf.cast(frames, tf.float32))
+            padding = [[0, reader.max_frames - tf.shape(frames)[0]], [0, 0]]
+            matrices.append(tf.pad(frames, padding))
+        labels = tf.sparse.to_indicator(context["labels"], reader.num_classes)
+        return {
+            "video_ids": context["id"],
+            "video_matrix": tf.ensure_shape(tf.concat(matrices, 1), [reader.max_frames, None]),
+            "labels": tf.cast(labels, tf.float32),
+            "num_frames": num_frames,
+        }
+
+    files = readers.list_files(data_pattern)
+    records = tf.data.TFRecordDataset(files)
+    return (
+        records.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def report_pair(label: str, data_pattern: str, fast: tf.data.Dataset, naive: tf.data.Dataset):
+    """Times both pipelines over the same files and prints videos/s, MB/s and the ratio."""
+    megabytes = pattern_bytes(data_pattern) / 1e6
+    fast_seconds, num_videos = median_seconds_per_pass(fast)
+    naive_seconds, naive_videos = median_seconds_per_pass(naive)
+    assert num_videos == naive_videos, (num_videos, naive_videos)
+    for name, seconds in (("reader", fast_seconds), ("naive", naive_seconds)):
+        print(
+            f"{label} {name:>6}: {num_videos / seconds:10,.0f} videos/s "
+            f"{megabytes / seconds:8,.1f} MB/s  ({num_videos} videos, {seconds:.2f} s/pass)"
+        )
+    print(f"{label}  ratio: {naive_seconds / fast_seconds:.2f}x the naive pipeline")
+
+
+def bench_readers() -> None:
+    """Both readers against per-record parsing, on the same sample files."""
+    video_dir = sample_data_dir("video", num_videos=20000)
+    video_pattern = os.path.join(video_dir, "video", "train*.tfrecord")
+    video_reader = readers.YT8MAggregatedFeatureReader()
+    report_pair(
+        "video-level batch 1024",
+        video_pattern,
+        video_reader.get_dataset(video_pattern, 1024),
+        naive_video_dataset(video_reader, video_pattern, 1024),
+    )
+    frame_pattern = os.path.join(
+        sample_data_dir("frame", num_videos=2000), "frame", "train*.tfrecord"
+    )
+    frame_reader = readers.YT8MFrameFeatureReader()
+    report_pair(
+        "frame-level batch 64",
+        frame_pattern,
+        frame_reader.get_dataset(frame_pattern, 64),
+        naive_frame_dataset(frame_reader, frame_pattern, 64),
+    )
+
+
+BENCHMARKS = {"readers": bench_readers}
+
+
+def main(argv):
+    """Runs the benchmarks named on the command line."""
+    names = argv[1:] or sorted(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        raise utils.UserError(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}.")
+    for name in names:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    app.run(utils.exit_on_user_error(main))

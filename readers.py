@@ -1,0 +1,369 @@
+"""Readers: a YouTube-8M TFRecord file pattern in, a tf.data.Dataset of batches out.
+
+Each batch is a dict:
+  video_ids     string  [B]
+  video_matrix  float32 [B, D] (video level) or [B, max_frames, D] (frame level)
+  labels        float32 [B, num_classes], multi-hot
+  num_frames    int32   [B] (ones at video level)
+
+Records are batched first and then parsed with the batched parse ops, so no Python runs
+per record. When reading fails, `explain_error` re-reads the files one record at a time to
+name the file, the record and what was wrong with it.
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+import utils
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def list_files(data_pattern: str) -> list[str]:
+    """Returns the sorted files matching a glob, which may be a gs:// or other gfile path.
+
+    Raises:
+      utils.UserError: no file matches.
+    """
+    files = sorted(tf.io.gfile.glob(data_pattern)) if data_pattern else []
+    if not files:
+        raise utils.UserError(f"No file matches data_pattern={data_pattern!r}.")
+    return files
+
+
+def serialized_records(
+    files: list[str], batch_size: int, training: bool, num_epochs: int, num_readers: int
+) -> tf.data.Dataset:
+    """Returns the serialized records of `files` as a dataset of strings.
+
+    Training: each epoch visits the files in a new random order, `num_readers` files are
+    read at once and interleaved, and records are shuffled in a buffer of one batch (the
+    original's min_after_dequeue). Otherwise: one pass over the files in sorted order, each
+    file's records in file order, so every record appears once and in input order.
+    """
+    if not training:
+        return tf.data.TFRecordDataset(files, buffer_size=8 << 20)
+    file_names = tf.data.Dataset.from_tensor_slices(files)
+    file_names = file_names.shuffle(len(files), reshuffle_each_iteration=True).repeat(num_epochs)
+    records = file_names.interleave(
+        lambda name: tf.data.TFRecordDataset(name, buffer_size=8 << 20),
+        cycle_length=max(1, min(num_readers, len(files))),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=False,
+    )
+    return records.shuffle(max(batch_size, 1))
+
+
+class BaseReader:
+    """Shared pipeline: list files, read records, batch, parse, prefetch."""
+
+    def __init__(self, num_classes: int, feature_sizes: list[int], feature_names: list[str]):
+        if len(feature_names) != len(feature_sizes):
+            raise utils.UserError(
+                f"feature_names {feature_names} and feature_sizes {feature_sizes} must have "
+                "the same length."
+            )
+        self.num_classes = num_classes
+        self.feature_sizes = list(feature_sizes)
+        self.feature_names = list(feature_names)
+
+    def get_dataset(
+        self,
+        data_pattern: str,
+        batch_size: int,
+        training: bool = False,
+        num_epochs: int = 1,
+        num_readers: int = 8,
+    ) -> tf.data.Dataset:
+        """Returns a dataset of parsed batches read from the files matching data_pattern.
+
+        Args:
+          data_pattern: glob of TFRecord files (local or any tf.io.gfile file system).
+          batch_size: records per batch; the final batch may be smaller.
+          training: shuffle files and records and repeat for num_epochs; otherwise one
+            deterministic pass in input order.
+          num_epochs: passes over the data in training mode (ignored otherwise).
+          num_readers: files read in parallel in training mode.
+
+        Raises:
+          utils.UserError: no file matches data_pattern.
+        """
+        files = list_files(data_pattern)
+        records = serialized_records(files, batch_size, training, num_epochs, num_readers)
+        batches = records.batch(batch_size, drop_remainder=False)
+        batches = batches.map(
+            self.parse_batch, num_parallel_calls=AUTOTUNE, deterministic=not training
+        )
+        return batches.prefetch(AUTOTUNE)
+
+    def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Parses a [B] string tensor of serialized records into a batch dict."""
+        raise NotImplementedError()
+
+    def multi_hot_labels(self, labels: tf.SparseTensor) -> tf.Tensor:
+        """Returns float32 [B, num_classes] multi-hot labels; fails on an id out of range."""
+        ids = labels.values
+        checks = [
+            tf.debugging.assert_non_negative(ids, message="label id below 0"),
+            tf.debugging.assert_less(
+                ids,
+                tf.constant(self.num_classes, ids.dtype),
+                message=f"label id outside [0, {self.num_classes})",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            indicator = tf.sparse.to_indicator(labels, self.num_classes)
+        return tf.cast(indicator, tf.float32)
+
+    @contextlib.contextmanager
+    def errors_explained(self, data_pattern: str) -> Iterator[None]:
+        """Turns a TensorFlow error while reading data_pattern into a one-line UserError."""
+        try:
+            yield
+        except tf.errors.OpError as error:
+            problem = self.explain_error(error, data_pattern)
+            if problem is None:
+                raise
+            raise utils.UserError(problem) from None
+
+    def explain_error(self, error: tf.errors.OpError, data_pattern: str) -> str | None:
+        """Returns a one-line description of the bad file or record behind `error`.
+
+        Re-reads every file matching data_pattern one record at a time (slow, only on
+        the error path) and reports the first problem found, or None if the files are
+        fine and the error came from elsewhere.
+        """
+        del error  # The TF message names neither the file nor the record; we find them.
+        for path in list_files(data_pattern):
+            problem = self.first_problem_in_file(path)
+            if problem:
+                return problem
+        return None
+
+    def first_problem_in_file(self, path: str) -> str | None:
+        """Returns '<path>: record <i>: <what is wrong>' for the file's first bad record."""
+        good_records = 0
+        try:
+            for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+                problem = self.record_problem(record)
+                if problem:
+                    return f"{path}: record {good_records}: {problem}"
+                good_records += 1
+        except tf.errors.DataLossError as error:
+            return (
+                f"{path}: not a valid TFRecord file (corrupt, truncated or CRC mismatch "
+                f"after {good_records} good records: {first_line(error.message)})"
+            )
+        return None
+
+    def record_problem(self, record: bytes) -> str | None:
+        """Returns what is wrong with one serialized record, or None if it parses."""
+        raise NotImplementedError()
+
+    def label_problem(self, label_ids) -> str | None:
+        """Returns a description of the first label id outside the vocabulary, or None."""
+        for label in label_ids:
+            if not 0 <= label < self.num_classes:
+                return f"label id {label} is outside [0, {self.num_classes}) (num_classes)"
+        return None
+
+
+class YT8MAggregatedFeatureReader(BaseReader):
+    """Reads video-level tf.train.Example records (mean_rgb, mean_audio, ...)."""
+
+    def __init__(
+        self,
+        num_classes: int = 3862,
+        feature_sizes: list[int] = (1024, 128),
+        feature_names: list[str] = ("mean_rgb", "mean_audio"),
+        id_feature: str = "id",
+    ):
+        """Creates a reader.
+
+        Args:
+          num_classes: size of the label vocabulary.
+          feature_sizes: length of each feature, in the order of feature_names.
+          feature_names: features to read, concatenated in this order.
+          id_feature: key of the video id: "id", or "video_id" for the 2017 data.
+        """
+        super().__init__(num_classes, feature_sizes, feature_names)
+        self.id_feature = id_feature
+
+    def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Parses a batch of serialized Examples with one parse_example call."""
+        spec = {
+            self.id_feature: tf.io.FixedLenFeature([], tf.string),
+            "labels": tf.io.VarLenFeature(tf.int64),
+        }
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            spec[name] = tf.io.FixedLenFeature([size], tf.float32)
+        features = tf.io.parse_example(serialized, spec)
+        video_matrix = tf.concat([features[name] for name in self.feature_names], axis=1)
+        return {
+            "video_ids": features[self.id_feature],
+            "video_matrix": video_matrix,
+            "labels": self.multi_hot_labels(features["labels"]),
+            "num_frames": tf.ones_like(features[self.id_feature], dtype=tf.int32),
+        }
+
+    def record_problem(self, record: bytes) -> str | None:
+        """Checks one Example against the reader's features, in plain Python."""
+        try:
+            example = tf.train.Example.FromString(record)
+        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types.
+            return "not a serialized tf.train.Example"
+        features = example.features.feature
+        if self.id_feature not in features:
+            return f"missing the id feature {self.id_feature!r}"
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            if name not in features:
+                return f"missing feature {name!r} (--feature_names)"
+            length = len(features[name].float_list.value)
+            if length != size:
+                return f"feature {name!r} has {length} floats, expected {size} (--feature_sizes)"
+        return self.label_problem(features["labels"].int64_list.value)
+
+
+class YT8MFrameFeatureReader(BaseReader):
+    """Reads frame-level tf.train.SequenceExample records (rgb, audio per frame)."""
+
+    def __init__(
+        self,
+        num_classes: int = 3862,
+        feature_sizes: list[int] = (1024, 128),
+        feature_names: list[str] = ("rgb", "audio"),
+        max_frames: int = 300,
+        segment_labels: bool = False,
+        segment_size: int = 5,
+        id_feature: str = "id",
+    ):
+        """Creates a reader.
+
+        Args:
+          num_classes: size of the label vocabulary.
+          feature_sizes: bytes per frame of each feature, in the order of feature_names.
+          feature_names: feature lists to read, concatenated per frame in this order.
+          max_frames: frames kept per video; longer videos are truncated, shorter ones
+            zero-padded.
+          segment_labels: read the 2019 segment-rated labels (not supported yet).
+          segment_size: frames per segment in segment mode.
+          id_feature: key of the video id: "id", or "video_id" for the 2017 data.
+        """
+        super().__init__(num_classes, feature_sizes, feature_names)
+        if segment_labels:
+            raise utils.UserError("--segment_labels is not supported by this port yet.")
+        self.max_frames = max_frames
+        self.segment_labels = segment_labels
+        self.segment_size = segment_size
+        self.id_feature = id_feature
+
+    def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Parses a batch of serialized SequenceExamples with one parse call."""
+        context, sequences, lengths = tf.io.parse_sequence_example(
+            serialized,
+            context_features={
+                self.id_feature: tf.io.FixedLenFeature([], tf.string),
+                "labels": tf.io.VarLenFeature(tf.int64),
+            },
+            sequence_features={
+                name: tf.io.FixedLenSequenceFeature([], tf.string) for name in self.feature_names
+            },
+        )
+        quantized, frame_counts = [], []
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            count = tf.minimum(tf.cast(lengths[name], tf.int32), self.max_frames)
+            quantized.append(self.quantized_frames(sequences[name], count, size))
+            frame_counts.append(count)
+        return {
+            "video_ids": context[self.id_feature],
+            "video_matrix": utils.dequantize_frames(quantized, frame_counts),
+            "labels": self.multi_hot_labels(context["labels"]),
+            # Faithful: num_frames comes from the first feature only.
+            "num_frames": frame_counts[0],
+        }
+
+    def quantized_frames(self, frame_bytes: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
+        """Returns uint8 [B, max_frames, size]: the frames, truncated or zero-padded.
+
+        Args:
+          frame_bytes: string [B, T]: one byte string per frame, "" after a video's end.
+          count: int32 [B]: frames per video, at most max_frames.
+          size: the expected bytes per frame.
+        """
+        frame_bytes = frame_bytes[:, : self.max_frames]
+        real = tf.sequence_mask(count, tf.shape(frame_bytes)[1])
+        wrong_size = tf.logical_and(real, tf.strings.length(frame_bytes) != size)
+        check = tf.debugging.assert_equal(
+            tf.reduce_any(wrong_size), False, message=f"a frame is not {size} bytes"
+        )
+        with tf.control_dependencies([check]):
+            frames = tf.io.decode_raw(frame_bytes, tf.uint8, fixed_length=size)
+        padding = self.max_frames - tf.shape(frames)[1]
+        return tf.pad(frames, [[0, 0], [0, padding], [0, 0]])
+
+    def record_problem(self, record: bytes) -> str | None:
+        """Checks one SequenceExample against the reader's features, in plain Python."""
+        try:
+            example = tf.train.SequenceExample.FromString(record)
+        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types.
+            return "not a serialized tf.train.SequenceExample"
+        if self.id_feature not in example.context.feature:
+            return f"missing the id feature {self.id_feature!r}"
+        feature_lists = example.feature_lists.feature_list
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            if name not in feature_lists:
+                return f"missing feature list {name!r} (--feature_names)"
+            for frame_index, frame in enumerate(feature_lists[name].feature):
+                values = frame.bytes_list.value
+                if len(values) != 1 or len(values[0]) != size:
+                    length = sum(len(value) for value in values)
+                    return (
+                        f"feature {name!r} frame {frame_index} has {length} bytes, expected "
+                        f"{size} (--feature_sizes)"
+                    )
+        return self.label_problem(example.context.feature["labels"].int64_list.value)
+
+
+def first_line(message: str) -> str:
+    """Returns the first meaningful line of a TensorFlow error message."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("{{function_node"):
+            line = line.split("}}", 1)[-1].strip()
+        line = line.split(" [Op:", 1)[0].strip()
+        if line:
+            return line
+    return message
+
+
+def create_reader(
+    frame_features: bool,
+    feature_names: str,
+    feature_sizes: str,
+    num_classes: int = 3862,
+    segment_labels: bool = False,
+) -> BaseReader:
+    """Returns the reader for the feature settings that train, eval and inference share.
+
+    Args:
+      frame_features: read frame-level SequenceExamples instead of video-level Examples.
+      feature_names: comma-separated feature names, as the --feature_names flag.
+      feature_sizes: comma-separated sizes, as the --feature_sizes flag.
+      num_classes: size of the label vocabulary.
+      segment_labels: frame level only: read the segment-rated labels.
+    """
+    names, sizes = utils.feature_names_and_sizes(feature_names, feature_sizes)
+    if frame_features:
+        return YT8MFrameFeatureReader(
+            num_classes=num_classes,
+            feature_names=names,
+            feature_sizes=sizes,
+            segment_labels=segment_labels,
+        )
+    if segment_labels:
+        raise utils.UserError("--segment_labels needs frame-level data (--frame_features).")
+    return YT8MAggregatedFeatureReader(
+        num_classes=num_classes, feature_names=names, feature_sizes=sizes
+    )

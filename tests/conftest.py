@@ -1,0 +1,47 @@
+"""Shared fixtures: sample data written by make_sample_data.py, run as a user runs it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Quiet TensorFlow's C++ start-up logging in the scripts the tests run.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run_script(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs one of the project's scripts in a fresh Python process, as a user would."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, script), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        command = " ".join((script, *args))
+        raise AssertionError(
+            f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def make_sample_data(output_dir: str, *args: str) -> str:
+    """Writes sample data with make_sample_data.py and returns its directory."""
+    run_script("make_sample_data.py", f"--output_dir={output_dir}", *args)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> str:
+    """Small data set in both formats: 300/100/100 videos, 3 shards per split."""
+    return make_sample_data(
+        str(tmp_path_factory.mktemp("sample_data")),
+        "--num_train_videos=300",
+        "--num_validate_videos=100",
+        "--num_test_videos=100",
+        "--num_shards=3",
+        "--mean_frames=20",
+    )
