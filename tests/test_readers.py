@@ -132,7 +132,8 @@ def test_training_mode_reads_each_video_once_per_epoch_and_keeps_the_last_batch(
     for batch in dataset:
         sizes.append(int(batch["video_ids"].shape[0]))
         counts.update(batch["video_ids"].numpy().tolist())
-    assert sum(sizes) == 200 and sizes[-1] == 200 - 64 * 3
+    # The partial batch is kept; batches are parsed in parallel, so it may not come last.
+    assert sorted(sizes) == [200 - 64 * 3, 64, 64, 64]
     assert set(counts.values()) == {2} and len(counts) == 100
 
 
