@@ -1,4 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Both build .venv on first use.
+SHELL := bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,6 +23,11 @@ demo: $(STAMP)
 	  --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128
 	$(PY) describe_data.py --data_pattern='$(DEMO)/data/frame/train*.tfrecord' --frame_features \
 	  --feature_names=rgb,audio --feature_sizes=1024,128
+	@echo "Training LogisticModel (training-batch metrics every 10 steps):"
+	set -o pipefail; $(PY) train.py --train_data_pattern='$(DEMO)/data/video/train*.tfrecord' \
+	  --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128 --model=LogisticModel \
+	  --batch_size=128 --num_epochs=10 --train_dir=$(DEMO)/model --start_new_model 2>&1 \
+	  | grep -E "GAP:|Exited training loop|ERROR" | sed -e 's/^.*\] //'
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

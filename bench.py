@@ -1,6 +1,8 @@
 r"""Benchmarks: throughput figures measured as ratios within one run.
 
   python bench.py readers   # both readers vs a one-record-at-a-time pipeline
+  python bench.py train     # train-step examples/s, reader-fed vs in-memory batches
+  python bench.py metrics   # EvaluationMetrics vs a straightforward reference
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -8,6 +10,7 @@ directory unless --data_dir points at existing sample data. Timings are medians 
 shared machine.
 """
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -18,7 +21,11 @@ import time
 import tensorflow as tf
 from absl import app, flags
 
+import bench_metrics
+import losses
+import models
 import readers
+import train
 import utils
 
 FLAGS = flags.FLAGS
@@ -176,7 +183,71 @@ def bench_readers() -> None:
     )
 
 
-BENCHMARKS = {"readers": bench_readers}
+def train_step_rates(config, reader, feeds: dict, num_steps: int) -> dict[str, float]:
+    """Returns examples/s of train.py's step for each named batch iterator.
+
+    One model and compiled step serve every feed; the feeds take turns, --repeats rounds
+    of num_steps steps each, so machine noise falls on all of them alike; medians.
+    """
+    strategy = tf.distribute.get_strategy()
+    model = models.create_built_model(config.model, reader, config.model_hyperparameters)
+    optimizer = train.create_optimizer(config, config.batch_size)
+    optimizer.build(model.trainable_variables)
+    label_loss_fn = losses.LOSSES[config.label_loss]()
+    step = train.make_train_step(model, optimizer, label_loss_fn, config, strategy)
+    for batches in feeds.values():  # Compile and warm up.
+        for _ in range(3):
+            float(step(next(batches))["label_loss"])
+    rates = {name: [] for name in feeds}
+    for _ in range(FLAGS.repeats):
+        for name, batches in feeds.items():
+            start = time.perf_counter()
+            for _ in range(num_steps):
+                outputs = step(next(batches))
+            float(outputs["label_loss"])
+            rates[name].append(num_steps * config.batch_size / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def bench_train() -> None:
+    """Train-step examples/s for LogisticModel and MoeModel, reader-fed vs in-memory."""
+    data_pattern = os.path.join(
+        sample_data_dir("video", num_videos=20000), "video", "train*.tfrecord"
+    )
+    for model_name, num_steps in (("LogisticModel", 40), ("MoeModel", 12)):
+        config = train.TrainConfig(
+            model=model_name,
+            batch_size=1024,
+            feature_names="mean_rgb,mean_audio",
+            feature_sizes="1024,128",
+            model_hyperparameters={"moe_num_mixtures": 2},
+        )
+        reader = readers.create_reader(False, config.feature_names, config.feature_sizes)
+        dataset = reader.get_dataset(
+            data_pattern, config.batch_size, training=True, num_epochs=1000
+        )
+        in_memory_batch = next(iter(dataset))
+        rates = train_step_rates(
+            config,
+            reader,
+            {
+                "in-memory": itertools.repeat(in_memory_batch),
+                "reader-fed": iter(dataset),
+            },
+            num_steps,
+        )
+        print(
+            f"train {model_name:13s} batch 1024: reader-fed {rates['reader-fed']:8,.0f} ex/s, "
+            f"in-memory {rates['in-memory']:8,.0f} ex/s, "
+            f"ratio {rates['reader-fed'] / rates['in-memory']:.2f}"
+        )
+
+
+BENCHMARKS = {
+    "readers": bench_readers,
+    "train": bench_train,
+    "metrics": bench_metrics.run_metrics_bench,
+}
 
 
 def main(argv):

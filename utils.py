@@ -5,11 +5,14 @@ turns into at the command-line edge.
 """
 
 import functools
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import flags, logging
 
 # The quantization range of the YouTube-8M features (utils.Dequantize in the original).
 MAX_QUANTIZED_VALUE = 2.0
@@ -21,6 +24,90 @@ class UserError(Exception):
 
     The scripts print its message as one line and exit with status 1, without a traceback.
     """
+
+
+MODEL_FLAGS_FILE = "model_flags.json"
+
+
+def define_common_flags(*, train_dir: str, batch_size: int, num_readers: int) -> None:
+    """Defines the flags that train.py, eval.py and inference.py share.
+
+    The defaults differ between the scripts, as in the original, so each passes its own.
+    """
+    flags.DEFINE_string(
+        "train_dir",
+        train_dir,
+        "Directory of the checkpoints, summaries, model_flags.json and inference model.",
+    )
+    flags.DEFINE_integer("batch_size", batch_size, "Videos per batch (per GPU when training).")
+    flags.DEFINE_integer("num_readers", num_readers, "Files read in parallel.")
+    flags.DEFINE_bool(
+        "segment_labels",
+        False,
+        "Use the 2019 segment-rated labels (frame-level data only; not supported yet).",
+    )
+
+
+def model_flags_path(train_dir: str) -> str:
+    """Returns the path of a training directory's model_flags.json."""
+    return os.path.join(train_dir, MODEL_FLAGS_FILE)
+
+
+def write_or_check_model_flags(train_dir: str, model_flags: dict) -> None:
+    """Writes model_flags.json, or exits with the original's message if it differs.
+
+    Args:
+      train_dir: the training directory.
+      model_flags: the five original keys (model, feature_sizes, feature_names,
+        frame_features, label_loss) plus the model hyperparameter flags.
+    """
+    path = model_flags_path(train_dir)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as file:
+            existing = json.load(file)
+        if existing != model_flags:
+            logging.error(
+                "Model flags do not match existing file %s. Please delete the file, change "
+                "--train_dir, or pass flag --start_new_model",
+                path,
+            )
+            logging.error("Ran model with flags: %s", json.dumps(model_flags))
+            logging.error("Previously ran with flags: %s", json.dumps(existing))
+            sys.exit(1)
+        return
+    write_text_atomically(path, json.dumps(model_flags))
+
+
+def read_model_flags(train_dir: str, hint: str) -> dict:
+    """Returns the parsed model_flags.json of a training directory.
+
+    Raises:
+      UserError: the file is missing: "Cannot find file <path>. <hint>".
+    """
+    path = model_flags_path(train_dir)
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"Cannot find file {path}. {hint}")
+    with tf.io.gfile.GFile(path) as file:
+        return json.load(file)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Writes a text file under a temporary name and renames it, so it is never half-written."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as file:
+        file.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def class_by_name(name: str, candidates: dict[str, type], flag: str) -> type:
+    """Returns candidates[name], or raises a UserError naming the flag and the valid names.
+
+    The original raised a bare StopIteration for an unknown --model, --label_loss or
+    --optimizer.
+    """
+    if name not in candidates:
+        raise UserError(f"--{flag}={name!r} is not known; choose one of {', '.join(candidates)}.")
+    return candidates[name]
 
 
 def feature_names_and_sizes(feature_names: str, feature_sizes: str) -> tuple[list[str], list[int]]:

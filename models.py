@@ -1,0 +1,136 @@
+"""The model interface and the registry that maps a --model name to a class.
+
+A model is one class: build the layers in `__init__(vocab_size, **hyperparameters)` and
+compute the predictions in `create_model`, the original starter code's contract. Keras
+tracks the layers, so checkpoints, distribution strategies and SavedModel export work
+without further code.
+"""
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import keras
+import tensorflow as tf
+from absl import flags
+
+import utils
+
+# The keys of the original's model_flags.json; the others are hyperparameter flags.
+ORIGINAL_MODEL_FLAGS = ("model", "feature_sizes", "feature_names", "frame_features", "label_loss")
+
+# Looked up in this order, as in the original: a frame-level model of the same name wins.
+MODEL_MODULES = ("frame_level_models", "video_level_models")
+
+
+class BaseModel(keras.Model):
+    """Inherit from this class when implementing new models."""
+
+    def __init__(self, vocab_size: int, **unused_hyperparameters):
+        """Creates the model's layers.
+
+        Args:
+          vocab_size: number of classes to predict.
+          **unused_hyperparameters: every model hyperparameter flag, by flag name; each
+            model takes the ones it uses.
+        """
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def create_model(self, model_input, vocab_size, **unused_params) -> dict[str, tf.Tensor]:
+        """Returns {"predictions": float [batch, vocab_size]} and optionally more.
+
+        Args:
+          model_input: the L2-normalised features, [batch, features] (video level) or
+            [batch, max_frames, features] (frame level).
+          vocab_size: number of classes.
+          **unused_params: num_frames, is_training, labels and model-specific values.
+
+        Returns:
+          A dict with "predictions" (probabilities), and optionally "loss" (replaces the
+          label loss) and "regularization_loss" (added to the layer regularizers).
+        """
+        raise NotImplementedError()
+
+    def call(self, model_input, num_frames=None, training=False):
+        """Keras entry point: forwards to create_model with the original's arguments."""
+        return self.create_model(
+            model_input, self.vocab_size, num_frames=num_frames, is_training=training
+        )
+
+
+def slim_l2(scale: float) -> keras.regularizers.Regularizer:
+    """Returns the L2 regularizer of tf.contrib.slim: scale * Σw² / 2 (Keras' L2 has no ½)."""
+    return keras.regularizers.L2(scale / 2.0)
+
+
+def model_modules() -> list[ModuleType]:
+    """Returns the modules that hold models, in lookup order."""
+    modules = []
+    for name in MODEL_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+    return modules
+
+
+def model_classes() -> dict[str, type[BaseModel]]:
+    """Returns every model class by name, frame-level models taking precedence."""
+    classes = {}
+    for module in reversed(model_modules()):
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
+                classes[name] = value
+    return dict(sorted(classes.items()))
+
+
+def hyperparameter_flags() -> dict[str, Any]:
+    """Returns the values of the model hyperparameter flags (e.g. moe_num_mixtures)."""
+    values = {}
+    for module in model_modules():
+        for flag in flags.FLAGS.get_flags_for_module(module.__name__):
+            values[flag.name] = flag.value
+    return dict(sorted(values.items()))
+
+
+def create_model(name: str, vocab_size: int, hyperparameters: dict[str, Any]) -> BaseModel:
+    """Returns a new model of the named class.
+
+    Args:
+      name: a model class name, as the --model flag.
+      vocab_size: number of classes.
+      hyperparameters: model hyperparameter flag values, as hyperparameter_flags().
+
+    Raises:
+      utils.UserError: no model has that name.
+    """
+    return utils.class_by_name(name, model_classes(), "model")(vocab_size, **hyperparameters)
+
+
+def create_built_model(name: str, reader, hyperparameters: dict[str, Any]) -> BaseModel:
+    """Returns a new model for the reader's batches, its variables created.
+
+    Creating the variables up front lets a checkpoint be restored into them and an
+    optimizer be built over them.
+
+    Args:
+      name: a model class name, as the --model flag.
+      reader: the readers.BaseReader whose batches the model will see.
+      hyperparameters: model hyperparameter flag values.
+    """
+    model = create_model(name, reader.num_classes, hyperparameters)
+    input_size = sum(reader.feature_sizes)
+    max_frames = getattr(reader, "max_frames", None)
+    shape = [1, max_frames, input_size] if max_frames else [1, input_size]
+    model(tf.zeros(shape), num_frames=tf.ones([1], tf.int32), training=False)
+    return model
+
+
+def model_settings(model_flags: dict) -> tuple[str, dict[str, Any]]:
+    """Returns (model name, hyperparameters) recorded in a model_flags.json dict."""
+    hyperparameters = {
+        key: value for key, value in model_flags.items() if key not in ORIGINAL_MODEL_FLAGS
+    }
+    return model_flags["model"], hyperparameters

@@ -1,0 +1,591 @@
+r"""Trains a YouTube-8M video classifier and writes checkpoints and summaries.
+
+  python train.py --train_data_pattern='/tmp/yt8m_sample/video/train*.tfrecord' \
+      --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128 \
+      --model=LogisticModel --train_dir=/tmp/yt8m_model
+
+Run it again with the same --train_dir to resume from the latest checkpoint. Watch it with
+`tensorboard --logdir=/tmp/yt8m_model`; evaluate it with eval.py.
+
+The loop, top to bottom: pick a distribution strategy (CPU, one GPU, several GPUs or
+several workers), prepare train_dir (model_flags.json), build reader, model and optimizer,
+restore the latest checkpoint, then run the train step over the data, logging every step,
+computing Hit@1/PERR/GAP every 10 steps, and checkpointing at the first of those steps,
+every --export_model_steps steps, every 15 minutes, on SIGINT/SIGTERM and at the end.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+import eval_util
+import losses
+import models
+import readers
+import utils
+import video_level_models  # noqa: F401 - defines the model hyperparameter flags.
+
+FLAGS = flags.FLAGS
+
+utils.define_common_flags(train_dir="/tmp/yt8m_model/", batch_size=1024, num_readers=8)
+flags.DEFINE_string(
+    "train_data_pattern",
+    "",
+    "File glob for the training TFRecord files (local, gs:// or any tf.io.gfile path).",
+)
+flags.DEFINE_string("feature_names", "mean_rgb", "Comma-separated names of the features to use.")
+flags.DEFINE_string("feature_sizes", "1024", "Comma-separated sizes of those features.")
+flags.DEFINE_bool(
+    "frame_features",
+    False,
+    "Read frame-level SequenceExamples (rgb, audio per frame) instead of video-level Examples.",
+)
+flags.DEFINE_string("model", "LogisticModel", "Model class name, from the model modules.")
+flags.DEFINE_bool(
+    "start_new_model", False, "Delete train_dir and start over instead of resuming from it."
+)
+flags.DEFINE_integer("num_gpu", 1, "Upper limit on the number of local GPUs used.")
+flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class name, from losses.py.")
+flags.DEFINE_float(
+    "regularization_penalty", 1.0, "Weight of the regularization loss; the label loss has 1."
+)
+flags.DEFINE_float("base_learning_rate", 0.01, "Initial learning rate.")
+flags.DEFINE_float(
+    "learning_rate_decay", 0.95, "Factor applied once per learning_rate_decay_examples."
+)
+flags.DEFINE_float(
+    "learning_rate_decay_examples", 4000000, "Examples between learning-rate decays."
+)
+flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
+flags.DEFINE_integer("max_steps", None, "Stop once the global step reaches this many steps.")
+flags.DEFINE_integer("export_model_steps", 1000, "Steps between extra checkpoint saves.")
+flags.DEFINE_string(
+    "optimizer",
+    "AdamOptimizer",
+    "TF1 optimizer name: AdamOptimizer, GradientDescentOptimizer, AdagradOptimizer, "
+    "RMSPropOptimizer, AdadeltaOptimizer, FtrlOptimizer or MomentumOptimizer.",
+)
+flags.DEFINE_float(
+    "clip_gradient_norm", 1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
+)
+flags.DEFINE_bool("log_device_placement", False, "Log the device of every op.")
+
+CHECKPOINT_PREFIX = "model.ckpt"
+CHECKPOINT_EVERY_SECONDS = 15 * 60  # The original Supervisor's save_model_secs.
+HISTOGRAMS_EVERY_SECONDS = 120  # The original Supervisor's save_summaries_secs.
+METRICS_EVERY_STEPS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training flags' values; a test or notebook can build one directly."""
+
+    train_dir: str = "/tmp/yt8m_model/"
+    train_data_pattern: str = ""
+    feature_names: str = "mean_rgb"
+    feature_sizes: str = "1024"
+    frame_features: bool = False
+    segment_labels: bool = False
+    model: str = "LogisticModel"
+    start_new_model: bool = False
+    num_gpu: int = 1
+    batch_size: int = 1024
+    label_loss: str = "CrossEntropyLoss"
+    regularization_penalty: float = 1.0
+    base_learning_rate: float = 0.01
+    learning_rate_decay: float = 0.95
+    learning_rate_decay_examples: float = 4000000
+    num_epochs: int = 5
+    max_steps: int | None = None
+    export_model_steps: int = 1000
+    num_readers: int = 8
+    optimizer: str = "AdamOptimizer"
+    clip_gradient_norm: float = 1.0
+    log_device_placement: bool = False
+    model_hyperparameters: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_flags(cls) -> "TrainConfig":
+        """Returns the config of the parsed command-line flags."""
+        values = {
+            field.name: FLAGS[field.name].value
+            for field in dataclasses.fields(cls)
+            if field.name in FLAGS
+        }
+        return cls(**values, model_hyperparameters=models.hyperparameter_flags())
+
+    def model_flags(self) -> dict:
+        """Returns what model_flags.json records: the original five keys + hyperparameters."""
+        return {
+            "model": self.model,
+            "feature_sizes": self.feature_sizes,
+            "feature_names": self.feature_names,
+            "frame_features": self.frame_features,
+            "label_loss": self.label_loss,
+            **self.model_hyperparameters,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Devices and roles.
+
+
+def task_from_tf_config() -> tuple[str, int, dict]:
+    """Returns (task type, task index, cluster) from TF_CONFIG; master/0 without one."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {"type": "master", "index": 0}
+    return task.get("type", "master"), int(task.get("index", 0)), tf_config.get("cluster") or {}
+
+
+def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
+    """Returns the strategy for this machine and TF_CONFIG.
+
+    Several workers in TF_CONFIG: synchronous MultiWorkerMirroredStrategy ('master' is
+    treated as 'chief'). Otherwise MirroredStrategy over the first num_gpu GPUs when there
+    are two or more, else the default strategy (one GPU or the CPU).
+    """
+    task_type, task_index, cluster = task_from_tf_config()
+    if task_type == "ps":
+        raise utils.UserError(
+            "TF_CONFIG task type 'ps': parameter servers are not used; training is "
+            "synchronous across workers (MultiWorkerMirroredStrategy). Start only "
+            "chief/master and worker tasks."
+        )
+    if task_type not in ("master", "chief", "worker"):
+        raise utils.UserError(f"TF_CONFIG: Invalid task_type: {task_type}.")
+    if sum(len(addresses) for addresses in cluster.values()) > 1:
+        renamed = {
+            ("chief" if kind == "master" else kind): hosts for kind, hosts in cluster.items()
+        }
+        renamed.pop("ps", None)
+        os.environ["TF_CONFIG"] = json.dumps(
+            {
+                "cluster": renamed,
+                "task": {
+                    "type": "chief" if task_type == "master" else task_type,
+                    "index": task_index,
+                },
+            }
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")[:num_gpu]
+    if gpus:
+        logging.info("Using the following GPUs to train: %s", [gpu.name for gpu in gpus])
+    else:
+        logging.info("No GPUs found. Training on CPU.")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(gpus))])
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the one process that writes checkpoints, summaries and model_flags.json."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def task_name() -> str:
+    """Returns '/job:<type>/task:<index>', the prefix of the original's log lines."""
+    task_type, task_index, _ = task_from_tf_config()
+    return f"/job:{task_type}/task:{task_index}"
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizer, learning rate and gradients.
+
+
+class StaircaseDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """base · decay ^ floor(step · global_batch / decay_examples): decay counted in examples."""
+
+    def __init__(self, base_learning_rate, decay, decay_examples, global_batch_size):
+        self.base_learning_rate = base_learning_rate
+        self.decay = decay
+        self.decay_examples = decay_examples
+        self.global_batch_size = global_batch_size
+
+    def __call__(self, step):
+        """Returns the learning rate after `step` steps."""
+        examples = tf.cast(step, tf.float64) * self.global_batch_size
+        exponent = tf.floor(examples / self.decay_examples)
+        rate = self.base_learning_rate * tf.pow(tf.cast(self.decay, tf.float64), exponent)
+        return tf.cast(rate, tf.float32)
+
+    def get_config(self):
+        """Returns the constructor arguments, for Keras serialization."""
+        return {
+            "base_learning_rate": self.base_learning_rate,
+            "decay": self.decay,
+            "decay_examples": self.decay_examples,
+            "global_batch_size": self.global_batch_size,
+        }
+
+
+def tf1_optimizers() -> dict:
+    """Returns a constructor per TF1 optimizer name, with the TF1 defaults."""
+    keras_optimizers = keras.optimizers
+    return {
+        "AdamOptimizer": lambda lr: keras_optimizers.Adam(lr, 0.9, 0.999, epsilon=1e-8),
+        "GradientDescentOptimizer": lambda lr: keras_optimizers.SGD(lr),
+        "AdagradOptimizer": lambda lr: keras_optimizers.Adagrad(lr, initial_accumulator_value=0.1),
+        "RMSPropOptimizer": lambda lr: keras_optimizers.RMSprop(lr, rho=0.9, epsilon=1e-10),
+        "AdadeltaOptimizer": lambda lr: keras_optimizers.Adadelta(lr, rho=0.95, epsilon=1e-8),
+        "FtrlOptimizer": lambda lr: keras_optimizers.Ftrl(lr, initial_accumulator_value=0.1),
+        # TF1 required a momentum argument and the original crashed; 0.9 is the usual value.
+        "MomentumOptimizer": lambda lr: keras_optimizers.SGD(lr, momentum=0.9),
+    }
+
+
+def create_optimizer(config: TrainConfig, global_batch_size: int):
+    """Returns the --optimizer with the staircase learning-rate schedule."""
+    schedule = StaircaseDecay(
+        config.base_learning_rate,
+        config.learning_rate_decay,
+        config.learning_rate_decay_examples,
+        global_batch_size,
+    )
+    return utils.class_by_name(config.optimizer, tf1_optimizers(), "optimizer")(schedule)
+
+
+def clipped_gradients(gradients: list, max_norm: float) -> list:
+    """Clips each gradient tensor to max_norm on its own (not a global-norm clip)."""
+    if max_norm <= 0:
+        return gradients
+    return [None if grad is None else tf.clip_by_norm(grad, max_norm) for grad in gradients]
+
+
+# ---------------------------------------------------------------------------------------
+# The train step.
+
+
+def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strategy):
+    """Returns a tf.function running one synchronous step on every replica.
+
+    Each replica's loss is the mean over its part of the batch; the replicas' gradients
+    are summed (as the original summed its towers'), clipped per tensor, then applied.
+    With one replica the whole step is XLA-compiled.
+    """
+    num_replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch):
+        model_input = tf.nn.l2_normalize(batch["video_matrix"], axis=-1)
+        with tf.GradientTape() as tape:
+            result = model(model_input, num_frames=batch["num_frames"], training=True)
+            predictions = result["predictions"]
+            if "loss" in result:
+                label_loss = result["loss"]
+            else:
+                label_loss = label_loss_fn.calculate_loss(predictions, batch["labels"])
+            reg_loss = tf.add_n([tf.constant(0.0), *model.losses])
+            if "regularization_loss" in result:
+                reg_loss += result["regularization_loss"]
+            final_loss = config.regularization_penalty * reg_loss + label_loss
+        gradients = tape.gradient(final_loss, model.trainable_variables)
+        replica_context = tf.distribute.get_replica_context()
+        if num_replicas > 1:
+            gradients = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        gradients = clipped_gradients(gradients, config.clip_gradient_norm)
+        # The Keras optimizer sums gradients across replicas itself; they are summed and
+        # clipped already, so hand each replica its share.
+        gradients = [None if g is None else g / num_replicas for g in gradients]
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return {
+            "label_loss": label_loss,
+            "reg_loss": reg_loss,
+            "predictions": predictions,
+            "labels": batch["labels"],
+        }
+
+    step = tf.function(replica_step, jit_compile=num_replicas == 1)
+
+    @tf.function
+    def distributed_step(batch):
+        # Only the numeric tensors: XLA compiles no string ops (video_ids).
+        numeric = {key: batch[key] for key in ("video_matrix", "num_frames", "labels")}
+        outputs = strategy.run(step, args=(numeric,))
+        mean = tf.distribute.ReduceOp.MEAN
+        return {
+            "label_loss": strategy.reduce(mean, outputs["label_loss"], axis=None),
+            "reg_loss": strategy.reduce(mean, outputs["reg_loss"], axis=None),
+            "predictions": outputs["predictions"],
+            "labels": outputs["labels"],
+        }
+
+    return distributed_step
+
+
+def local_values(strategy, value) -> np.ndarray:
+    """Returns this process's per-replica values of a tensor, concatenated, as NumPy."""
+    return np.concatenate([part.numpy() for part in strategy.experimental_local_results(value)])
+
+
+# ---------------------------------------------------------------------------------------
+# train_dir, checkpoints and summaries.
+
+
+def prepare_train_dir(config: TrainConfig, chief: bool) -> None:
+    """Starts over if asked, creates train_dir and writes or checks model_flags.json."""
+    if chief and config.start_new_model and tf.io.gfile.exists(config.train_dir):
+        logging.info("%s: Removing existing train directory.", task_name())
+        tf.io.gfile.rmtree(config.train_dir)
+    tf.io.gfile.makedirs(config.train_dir)
+    if chief:
+        utils.write_or_check_model_flags(config.train_dir, config.model_flags())
+
+
+class Checkpointer:
+    """Saves model.ckpt-<step> in train_dir, all kept, as the original's Saver did.
+
+    In multi-worker training every worker must take part in saving; only the chief writes
+    into train_dir, the others into a temporary directory that is then removed.
+    """
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, train_dir: str, chief: bool):
+        self.chief = chief
+        directory = train_dir if chief else tempfile.mkdtemp(prefix="yt8m_worker_ckpt_")
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, directory, max_to_keep=None, checkpoint_name=CHECKPOINT_PREFIX
+        )
+        self.last_save_time = time.time()
+        self.last_saved_step = None
+
+    def save(self, global_step: int) -> None:
+        """Saves a checkpoint for global_step unless one was just saved for it."""
+        if global_step == self.last_saved_step:
+            return
+        path = self.manager.save(checkpoint_number=global_step)
+        if self.chief:
+            logging.info("%s: Saved checkpoint %s", task_name(), path)
+        else:
+            tf.io.gfile.rmtree(self.manager.directory)
+        self.last_save_time = time.time()
+        self.last_saved_step = global_step
+
+    def due_by_time(self) -> bool:
+        """True when the last save is 15 minutes old."""
+        return time.time() - self.last_save_time >= CHECKPOINT_EVERY_SECONDS
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> None:
+    """Restores weights, optimizer state and global step from train_dir's latest checkpoint."""
+    if config.start_new_model:
+        logging.info("%s: Flag 'start_new_model' is set. Building a new model.", task_name())
+        return
+    latest = tf.train.latest_checkpoint(config.train_dir)
+    if not latest:
+        logging.info("%s: No checkpoint file found. Building a new model.", task_name())
+        return
+    logging.info("%s: Restoring from checkpoint %s", task_name(), latest)
+    checkpoint.restore(latest).assert_existing_objects_matched()
+
+
+def write_training_summaries(writer, global_step: int, values: dict) -> None:
+    """Writes scalar summaries at global_step and flushes."""
+    with writer.as_default(step=global_step):
+        for tag, value in values.items():
+            tf.summary.scalar(tag, value)
+    writer.flush()
+
+
+def write_histograms(writer, global_step: int, model, raw_input) -> None:
+    """Writes the raw-input and per-variable histograms the original's Supervisor wrote."""
+    with writer.as_default(step=global_step):
+        tf.summary.histogram("model/input_raw", raw_input)
+        for variable in model.trainable_variables:
+            tf.summary.histogram(variable.path, variable)
+    writer.flush()
+
+
+class StopOnSignal:
+    """Records SIGINT/SIGTERM so the loop can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.signal_number = None
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signal_number, self.record)
+
+    def record(self, signal_number, unused_frame):
+        """Signal handler: remember the signal; the loop stops after the current step."""
+        self.signal_number = signal_number
+
+
+# ---------------------------------------------------------------------------------------
+# The job.
+
+
+def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> int:
+    """Trains until the data runs out, max_steps is reached or a signal arrives.
+
+    Returns:
+      The final global step.
+    """
+    logging.info("%s: Tensorflow version: %s.", task_name(), tf.__version__)
+    tf.debugging.set_log_device_placement(config.log_device_placement)
+    strategy = strategy or distribution_strategy(config.num_gpu)
+    chief = is_chief(strategy)
+    reader = readers.create_reader(
+        config.frame_features,
+        config.feature_names,
+        config.feature_sizes,
+        segment_labels=config.segment_labels,
+    )
+    if not config.train_data_pattern or not tf.io.gfile.glob(config.train_data_pattern):
+        raise utils.UserError(
+            f"Unable to find training files. data_pattern='{config.train_data_pattern}'."
+        )
+    prepare_train_dir(config, chief)
+
+    global_batch_size = config.batch_size * strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = models.create_built_model(config.model, reader, config.model_hyperparameters)
+        optimizer = create_optimizer(config, global_batch_size)
+        optimizer.build(model.trainable_variables)
+    label_loss_fn = utils.class_by_name(config.label_loss, losses.LOSSES, "label_loss")()
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    restore_latest(checkpoint, config)
+    checkpointer = Checkpointer(checkpoint, config.train_dir, chief)
+
+    logging.info("Using batch size of %d for training.", global_batch_size)
+    logging.info(
+        "Number of training files: %d.", len(readers.list_files(config.train_data_pattern))
+    )
+    dataset = reader.get_dataset(
+        config.train_data_pattern,
+        global_batch_size,
+        training=True,
+        num_epochs=config.num_epochs,
+        num_readers=config.num_readers,
+    )
+    train_step = make_train_step(model, optimizer, label_loss_fn, config, strategy)
+    writer = tf.summary.create_file_writer(config.train_dir) if chief else None
+    with reader.errors_explained(config.train_data_pattern):
+        global_step = run_loop(
+            config,
+            strategy,
+            strategy.experimental_distribute_dataset(dataset),
+            train_step,
+            model,
+            optimizer,
+            checkpointer,
+            writer,
+        )
+    return global_step
+
+
+def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpointer, writer) -> int:
+    """Runs train steps over the dataset; returns the final global step."""
+    stop = StopOnSignal()
+    global_step = int(optimizer.iterations.numpy())
+    if config.max_steps is not None and global_step >= config.max_steps:
+        logging.info("%s: Global step %d already reached max_steps.", task_name(), global_step)
+        return global_step
+    last_histograms = 0.0
+    logging.info("%s: Entering training loop.", task_name())
+    iterator = iter(dataset)
+    while True:
+        start = time.time()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            logging.info("%s: Done training -- epoch limit reached.", task_name())
+            break
+        outputs = train_step(batch)
+        label_loss = float(outputs["label_loss"])
+        reg_loss = float(outputs["reg_loss"])
+        global_step = int(optimizer.iterations.numpy())
+        num_examples = sum(
+            int(tf.shape(part)[0]) for part in strategy.experimental_local_results(batch["labels"])
+        )
+        examples_per_second = num_examples / (time.time() - start)
+        loss = label_loss + config.regularization_penalty * reg_loss
+        if not np.isfinite(loss):
+            raise utils.UserError(
+                f"The loss became {loss} at step {global_step}; stopping without saving this "
+                "state. Try a smaller --base_learning_rate or --clip_gradient_norm."
+            )
+        if writer is not None and global_step % METRICS_EVERY_STEPS == 0:
+            predictions = local_values(strategy, outputs["predictions"])
+            labels = local_values(strategy, outputs["labels"])
+            hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
+            perr = eval_util.calculate_precision_at_equal_recall_rate(predictions, labels)
+            gap = eval_util.calculate_gap(predictions, labels)
+            logging.info(
+                "training step %d | Loss: %.2f Examples/sec: %.2f | Hit@1: %.2f PERR: %.2f "
+                "GAP: %.2f",
+                global_step,
+                loss,
+                examples_per_second,
+                hit_at_one,
+                perr,
+                gap,
+            )
+            summaries = {
+                "model/Training_Hit@1": hit_at_one,
+                "model/Training_Perr": perr,
+                "model/Training_GAP": gap,
+                "global_step/Examples/Second": examples_per_second,
+                "learning_rate": optimizer.learning_rate,
+                "label_loss": label_loss,
+            }
+            if config.regularization_penalty != 0:
+                summaries["reg_loss"] = reg_loss
+            write_training_summaries(writer, global_step, summaries)
+            if time.time() - last_histograms >= HISTOGRAMS_EVERY_SECONDS:
+                raw_input = local_values(strategy, batch["video_matrix"])
+                write_histograms(writer, global_step, model, raw_input)
+                last_histograms = time.time()
+        else:
+            logging.info(
+                "training step %d | Loss: %.2f Examples/sec: %.2f",
+                global_step,
+                loss,
+                examples_per_second,
+            )
+        if checkpoint_due(config, checkpointer, global_step):
+            checkpointer.save(global_step)
+        if stop.signal_number is not None:
+            logging.info("%s: Received signal %d.", task_name(), stop.signal_number)
+            break
+        if config.max_steps is not None and global_step >= config.max_steps:
+            break
+    checkpointer.save(global_step)
+    logging.info("%s: Exited training loop.", task_name())
+    logging.info(
+        "%s: Final global step %d, weights checksum %.9g",
+        task_name(),
+        global_step,
+        sum(float(tf.reduce_sum(tf.abs(v))) for v in model.trainable_variables),
+    )
+    return global_step
+
+
+def checkpoint_due(config: TrainConfig, checkpointer: Checkpointer, global_step: int) -> bool:
+    """True at the first metrics step, every export_model_steps after it, and every 15 min."""
+    if checkpointer.due_by_time():
+        return True
+    if global_step % METRICS_EVERY_STEPS != 0:
+        return False
+    last = checkpointer.last_saved_step
+    return last is None or global_step - last >= config.export_model_steps
+
+
+def main(argv):
+    """Trains with the command-line flags."""
+    del argv
+    train(TrainConfig.from_flags())
+
+
+if __name__ == "__main__":
+    app.run(utils.exit_on_user_error(main))

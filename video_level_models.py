@@ -1,0 +1,74 @@
+"""Models that classify a video from its video-level (mean) features."""
+
+import keras
+import tensorflow as tf
+from absl import flags
+
+import models
+
+flags.DEFINE_integer(
+    "moe_num_mixtures",
+    2,
+    "The number of mixtures (excluding the dummy 'expert') used for MoeModel.",
+)
+
+
+class LogisticModel(models.BaseModel):
+    """Logistic regression: one sigmoid unit per class."""
+
+    def __init__(self, vocab_size: int, l2_penalty: float = 1e-8, **unused_hyperparameters):
+        """Creates the weights [features, vocab_size] (Glorot uniform, L2) and zero biases."""
+        super().__init__(vocab_size)
+        self.logistic = keras.layers.Dense(
+            vocab_size,
+            activation="sigmoid",
+            kernel_regularizer=models.slim_l2(l2_penalty),
+            name="fully_connected",
+        )
+
+    def create_model(self, model_input, vocab_size, **unused_params):
+        """Returns {"predictions": sigmoid(x W + b)}."""
+        return {"predictions": self.logistic(model_input)}
+
+
+class MoeModel(models.BaseModel):
+    """A softmax over a mixture of logistic experts, per class, with a dummy 'always 0' expert.
+
+    The gates and experts are dense layers of vocab_size * (num_mixtures + 1) and
+    vocab_size * num_mixtures outputs, grouped class-major: class c uses the consecutive
+    columns c*(M+1) ... c*(M+1)+M of the gates.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        moe_num_mixtures: int = 2,
+        l2_penalty: float = 1e-8,
+        **unused_hyperparameters,
+    ):
+        """Creates the bias-free gates and the experts, both L2-regularised."""
+        super().__init__(vocab_size)
+        self.num_mixtures = moe_num_mixtures
+        self.gates = keras.layers.Dense(
+            vocab_size * (moe_num_mixtures + 1),
+            use_bias=False,
+            kernel_regularizer=models.slim_l2(l2_penalty),
+            name="gates",
+        )
+        self.experts = keras.layers.Dense(
+            vocab_size * moe_num_mixtures,
+            kernel_regularizer=models.slim_l2(l2_penalty),
+            name="experts",
+        )
+
+    def create_model(self, model_input, vocab_size, **unused_params):
+        """Returns {"predictions": Σ_m gate_m · expert_m} per class, the dummy expert adding 0."""
+        num_mixtures = self.num_mixtures
+        gate_activations = self.gates(model_input)
+        expert_activations = self.experts(model_input)
+        gating_distribution = tf.nn.softmax(tf.reshape(gate_activations, [-1, num_mixtures + 1]))
+        expert_distribution = tf.nn.sigmoid(tf.reshape(expert_activations, [-1, num_mixtures]))
+        probabilities_by_class_and_batch = tf.reduce_sum(
+            gating_distribution[:, :num_mixtures] * expert_distribution, 1
+        )
+        return {"predictions": tf.reshape(probabilities_by_class_and_batch, [-1, vocab_size])}
