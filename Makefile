@@ -28,6 +28,10 @@ demo: $(STAMP)
 	  --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128 --model=LogisticModel \
 	  --batch_size=128 --num_epochs=10 --train_dir=$(DEMO)/model --start_new_model 2>&1 \
 	  | grep -E "GAP:|Exited training loop|ERROR" | sed -e 's/^.*\] //'
+	@echo "Evaluating the last checkpoint on the validate split:"
+	set -o pipefail; $(PY) eval.py --eval_data_pattern='$(DEMO)/data/video/validate*.tfrecord' \
+	  --train_dir=$(DEMO)/model --run_once 2>&1 \
+	  | grep -E "epoch/eval number|Total: examples|ERROR" | sed -e 's/^.*\] //'
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

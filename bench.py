@@ -3,6 +3,7 @@ r"""Benchmarks: throughput figures measured as ratios within one run.
   python bench.py readers   # both readers vs a one-record-at-a-time pipeline
   python bench.py train     # train-step examples/s, reader-fed vs in-memory batches
   python bench.py metrics   # EvaluationMetrics vs a straightforward reference
+  python bench.py eval      # eval.py's examples/s against the original's
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -19,9 +20,11 @@ import tempfile
 import time
 
 import tensorflow as tf
+from absl import logging
 from absl import app, flags
 
 import bench_metrics
+import eval as eval_module
 import losses
 import models
 import readers
@@ -243,10 +246,42 @@ def bench_train() -> None:
         )
 
 
+# The original TF1 eval.py on this kind of 2-core machine, examples/s (PERF_NOTES.md).
+ORIGINAL_EVAL_EXAMPLES_PER_SECOND = {"LogisticModel": 3540, "MoeModel": 2140}
+
+
+def bench_eval() -> None:
+    """eval.py's evaluation pass over 20,000 videos, against the original's figures."""
+    data_pattern = os.path.join(sample_data_dir("video", num_videos=20000), "video",
+                                "train*.tfrecord")
+    for model_name in ORIGINAL_EVAL_EXAMPLES_PER_SECOND:
+        train_dir = tempfile.mkdtemp(prefix="yt8m_bench_eval_")
+        config = train.TrainConfig(
+            train_dir=train_dir, model=model_name, feature_names="mean_rgb,mean_audio",
+            feature_sizes="1024,128", model_hyperparameters={"moe_num_mixtures": 2})
+        utils.write_or_check_model_flags(train_dir, config.model_flags())
+        reader = readers.create_reader(False, config.feature_names, config.feature_sizes)
+        model = models.create_built_model(model_name, reader, config.model_hyperparameters)
+        tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "model.ckpt"))
+        evaluator = eval_module.Evaluator(train_dir, data_pattern, 1024, 20, 8)
+        evaluator.checkpoint.restore(tf.train.latest_checkpoint(train_dir))
+        evaluator.evaluate(1)  # Warm-up: traces and compiles.
+        timings = []
+        for _ in range(FLAGS.repeats):
+            start = time.perf_counter()
+            evaluator.evaluate(1)
+            timings.append(time.perf_counter() - start)
+        rate = 20000 / statistics.median(timings)
+        original = ORIGINAL_EVAL_EXAMPLES_PER_SECOND[model_name]
+        print(f"eval {model_name:13s} batch 1024: {rate:8,.0f} ex/s, original {original:,} "
+              f"ex/s, ratio {rate / original:.2f}x")
+
+
 BENCHMARKS = {
     "readers": bench_readers,
     "train": bench_train,
     "metrics": bench_metrics.run_metrics_bench,
+    "eval": bench_eval,
 }
 
 

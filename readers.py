@@ -215,6 +215,11 @@ class YT8MAggregatedFeatureReader(BaseReader):
         except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types.
             return "not a serialized tf.train.Example"
         features = example.features.feature
+        if tf.train.SequenceExample.FromString(record).feature_lists.feature_list:
+            return (
+                "a frame-level tf.train.SequenceExample, but video-level tf.train.Example "
+                "records were expected (the model was trained without --frame_features)"
+            )
         if self.id_feature not in features:
             return f"missing the id feature {self.id_feature!r}"
         for name, size in zip(self.feature_names, self.feature_sizes):
@@ -312,6 +317,13 @@ class YT8MFrameFeatureReader(BaseReader):
         if self.id_feature not in example.context.feature:
             return f"missing the id feature {self.id_feature!r}"
         feature_lists = example.feature_lists.feature_list
+        if not feature_lists and any(
+            feature.HasField("float_list") for feature in example.context.feature.values()
+        ):
+            return (
+                "a video-level tf.train.Example, but frame-level tf.train.SequenceExample "
+                "records were expected (the model was trained with --frame_features)"
+            )
         for name, size in zip(self.feature_names, self.feature_sizes):
             if name not in feature_lists:
                 return f"missing feature list {name!r} (--feature_names)"

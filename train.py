@@ -35,48 +35,54 @@ import video_level_models  # noqa: F401 - defines the model hyperparameter flags
 
 FLAGS = flags.FLAGS
 
-utils.define_common_flags(train_dir="/tmp/yt8m_model/", batch_size=1024, num_readers=8)
-flags.DEFINE_string(
-    "train_data_pattern",
-    "",
-    "File glob for the training TFRecord files (local, gs:// or any tf.io.gfile path).",
-)
-flags.DEFINE_string("feature_names", "mean_rgb", "Comma-separated names of the features to use.")
-flags.DEFINE_string("feature_sizes", "1024", "Comma-separated sizes of those features.")
-flags.DEFINE_bool(
-    "frame_features",
-    False,
-    "Read frame-level SequenceExamples (rgb, audio per frame) instead of video-level Examples.",
-)
-flags.DEFINE_string("model", "LogisticModel", "Model class name, from the model modules.")
-flags.DEFINE_bool(
-    "start_new_model", False, "Delete train_dir and start over instead of resuming from it."
-)
-flags.DEFINE_integer("num_gpu", 1, "Upper limit on the number of local GPUs used.")
-flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class name, from losses.py.")
-flags.DEFINE_float(
-    "regularization_penalty", 1.0, "Weight of the regularization loss; the label loss has 1."
-)
-flags.DEFINE_float("base_learning_rate", 0.01, "Initial learning rate.")
-flags.DEFINE_float(
-    "learning_rate_decay", 0.95, "Factor applied once per learning_rate_decay_examples."
-)
-flags.DEFINE_float(
-    "learning_rate_decay_examples", 4000000, "Examples between learning-rate decays."
-)
-flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
-flags.DEFINE_integer("max_steps", None, "Stop once the global step reaches this many steps.")
-flags.DEFINE_integer("export_model_steps", 1000, "Steps between extra checkpoint saves.")
-flags.DEFINE_string(
-    "optimizer",
-    "AdamOptimizer",
-    "TF1 optimizer name: AdamOptimizer, GradientDescentOptimizer, AdagradOptimizer, "
-    "RMSPropOptimizer, AdadeltaOptimizer, FtrlOptimizer or MomentumOptimizer.",
-)
-flags.DEFINE_float(
-    "clip_gradient_norm", 1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
-)
-flags.DEFINE_bool("log_device_placement", False, "Log the device of every op.")
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a script, as the original did)."""
+    utils.define_common_flags(train_dir="/tmp/yt8m_model/", batch_size=1024, num_readers=8)
+    flags.DEFINE_string(
+        "train_data_pattern",
+        "",
+        "File glob for the training TFRecord files (local, gs:// or any tf.io.gfile path).",
+    )
+    flags.DEFINE_string(
+        "feature_names", "mean_rgb", "Comma-separated names of the features to use."
+    )
+    flags.DEFINE_string("feature_sizes", "1024", "Comma-separated sizes of those features.")
+    flags.DEFINE_bool(
+        "frame_features",
+        False,
+        "Read frame-level SequenceExamples (rgb, audio per frame) instead of video-level Examples.",
+    )
+    flags.DEFINE_string("model", "LogisticModel", "Model class name, from the model modules.")
+    flags.DEFINE_bool(
+        "start_new_model", False, "Delete train_dir and start over instead of resuming from it."
+    )
+    flags.DEFINE_integer("num_gpu", 1, "Upper limit on the number of local GPUs used.")
+    flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class name, from losses.py.")
+    flags.DEFINE_float(
+        "regularization_penalty", 1.0, "Weight of the regularization loss; the label loss has 1."
+    )
+    flags.DEFINE_float("base_learning_rate", 0.01, "Initial learning rate.")
+    flags.DEFINE_float(
+        "learning_rate_decay", 0.95, "Factor applied once per learning_rate_decay_examples."
+    )
+    flags.DEFINE_float(
+        "learning_rate_decay_examples", 4000000, "Examples between learning-rate decays."
+    )
+    flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
+    flags.DEFINE_integer("max_steps", None, "Stop once the global step reaches this many steps.")
+    flags.DEFINE_integer("export_model_steps", 1000, "Steps between extra checkpoint saves.")
+    flags.DEFINE_string(
+        "optimizer",
+        "AdamOptimizer",
+        "TF1 optimizer name: AdamOptimizer, GradientDescentOptimizer, AdagradOptimizer, "
+        "RMSPropOptimizer, AdadeltaOptimizer, FtrlOptimizer or MomentumOptimizer.",
+    )
+    flags.DEFINE_float(
+        "clip_gradient_norm", 1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
+    )
+    flags.DEFINE_bool("log_device_placement", False, "Log the device of every op.")
+
 
 CHECKPOINT_PREFIX = "model.ckpt"
 CHECKPOINT_EVERY_SECONDS = 15 * 60  # The original Supervisor's save_model_secs.
@@ -588,4 +594,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(utils.exit_on_user_error(main))

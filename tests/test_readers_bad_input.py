@@ -174,3 +174,13 @@ def test_copy_of_good_data_reads_cleanly(tmp_path, sample_data):
         "describe_data.py", f"--data_pattern={tmp_path}/copy.tfrecord", *VIDEO_FLAGS
     )
     assert "34 videos in 1 files" in result.stdout
+
+
+def test_video_level_files_for_a_frame_level_reader_name_the_expected_format(sample_data):
+    pattern = f"{sample_data}/video/test0000.tfrecord"
+    with pytest.raises(
+        utils.UserError,
+        match="record 0: a video-level tf.train.Example, but "
+        "frame-level tf.train.SequenceExample records were expected",
+    ):
+        read_all(readers.YT8MFrameFeatureReader(), pattern)

@@ -1,0 +1,230 @@
+r"""Evaluates the checkpoints of a training directory: Hit@1, PERR, mAP, GAP.
+
+  python eval.py --eval_data_pattern='/tmp/yt8m_sample/video/validate*.tfrecord' \
+      --train_dir=/tmp/yt8m_model --run_once
+
+The model, features and loss come from <train_dir>/model_flags.json, written by train.py.
+Without --run_once, eval.py watches train_dir and evaluates each new checkpoint once.
+For every checkpoint it evaluates it also writes <train_dir>/inference_model, the
+SavedModel that inference.py uses, and summaries to <train_dir>/eval.
+"""
+
+import concurrent.futures
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+import eval_util
+import export_model
+import losses
+import utils
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a script, as the original did)."""
+    utils.define_common_flags(train_dir="/tmp/yt8m_model/", batch_size=1024, num_readers=8)
+    flags.DEFINE_string("eval_data_pattern", "", "File glob of the data to evaluate on.")
+    flags.DEFINE_bool("run_once", False, "Evaluate the latest checkpoint once and exit.")
+    flags.DEFINE_integer("top_k", 20, "Predictions per video kept for GAP and mAP.")
+
+
+# Seconds between looks for a new checkpoint (the original polled without pausing).
+POLL_SECONDS = 1
+
+
+def add_global_step_summary(writer, global_step: int, info: dict, scope: str) -> str:
+    """Writes one batch's GlobalStep/<scope>_* scalars; returns the original's log text."""
+    with writer.as_default(step=global_step):
+        tf.summary.scalar(f"GlobalStep/{scope}_Hit@1", info["hit_at_one"])
+        tf.summary.scalar(f"GlobalStep/{scope}_Perr", info["perr"])
+        tf.summary.scalar(f"GlobalStep/{scope}_Loss", info["loss"])
+        if info.get("examples_per_second", -1) != -1:
+            tf.summary.scalar(f"GlobalStep/{scope}_Example_Second", info["examples_per_second"])
+    writer.flush()
+    return (
+        f"global_step {global_step} | Batch Hit@1: {info['hit_at_one']:.3f} | "
+        f"Batch PERR: {info['perr']:.3f} | Batch Loss: {info['loss']:.3f} | "
+        f"Examples_per_sec: {info.get('examples_per_second', -1):.3f}"
+    )
+
+
+def add_epoch_summary(writer, global_step: int, info: dict, scope: str) -> str:
+    """Writes the Epoch/<scope>_* scalars of a whole evaluation; returns the log text."""
+    mean_ap = float(np.mean(info["aps"])) if info["aps"] else 0.0
+    with writer.as_default(step=global_step):
+        tf.summary.scalar(f"Epoch/{scope}_Avg_Hit@1", info["avg_hit_at_one"])
+        tf.summary.scalar(f"Epoch/{scope}_Avg_Perr", info["avg_perr"])
+        tf.summary.scalar(f"Epoch/{scope}_Avg_Loss", info["avg_loss"])
+        tf.summary.scalar(f"Epoch/{scope}_MAP", mean_ap)
+        tf.summary.scalar(f"Epoch/{scope}_GAP", info["gap"])
+    writer.flush()
+    # Faithful: the loss is formatted {:3f} (width 3, six decimals), as the original did.
+    return (
+        f"epoch/eval number {info['epoch_id']} | Avg_Hit@1: {info['avg_hit_at_one']:.3f} | "
+        f"Avg_PERR: {info['avg_perr']:.3f} | MAP: {mean_ap:.3f} | GAP: {info['gap']:.3f} | "
+        f"Avg_Loss: {info['avg_loss']:3f} | num_classes: {len(info['aps'])}"
+    )
+
+
+class Evaluator:
+    """Evaluates checkpoints of one training directory on one data set."""
+
+    def __init__(
+        self, train_dir: str, eval_data_pattern: str, batch_size: int, top_k: int, num_readers: int
+    ):
+        self.model, self.reader, model_flags = export_model.model_from_flags(train_dir)
+        self.train_dir = train_dir
+        self.eval_data_pattern = eval_data_pattern
+        self.batch_size = batch_size
+        self.num_readers = num_readers
+        self.label_loss_fn = utils.class_by_name(
+            model_flags["label_loss"], losses.LOSSES, "label_loss"
+        )()
+        self.metrics = eval_util.EvaluationMetrics(self.reader.num_classes, top_k, None)
+        self.writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
+        self.checkpoint = tf.train.Checkpoint(model=self.model)
+        self.predict = tf.function(self.batch_predictions_and_loss, jit_compile=True)
+        self.last_global_step = None
+
+    def batch_predictions_and_loss(self, video_matrix, num_frames, labels):
+        """Returns (predictions, label loss) of one batch, the model in inference mode."""
+        model_input = tf.nn.l2_normalize(video_matrix, axis=-1)
+        result = self.model(model_input, num_frames=num_frames, training=False)
+        predictions = result["predictions"]
+        if "loss" in result:
+            return predictions, result["loss"]
+        return predictions, self.label_loss_fn.calculate_loss(predictions, labels)
+
+    def evaluate_latest(self) -> int:
+        """Evaluates the latest checkpoint unless it was evaluated already.
+
+        Returns:
+          Its global step, or -1 if train_dir holds no checkpoint.
+        """
+        checkpoint_path = tf.train.latest_checkpoint(self.train_dir)
+        if not checkpoint_path:
+            logging.info("No checkpoint file found.")
+            return -1
+        global_step = int(checkpoint_path.rsplit("-", 1)[1])
+        if global_step == self.last_global_step:
+            logging.log_every_n_seconds(
+                logging.INFO,
+                "skip this checkpoint global_step_val=%s (same as the previous one).",
+                600,
+                global_step,
+            )
+            return global_step
+        logging.info("Loading checkpoint for eval: %s", checkpoint_path)
+        self.checkpoint.restore(checkpoint_path).expect_partial()
+        export_model.export(
+            self.model,
+            self.reader,
+            os.path.join(self.train_dir, export_model.INFERENCE_MODEL_DIR),
+        )
+        self.evaluate(global_step)
+        self.last_global_step = global_step
+        return global_step
+
+    def evaluate(self, global_step: int) -> dict:
+        """Runs the restored model over the whole eval set; logs and writes the metrics."""
+        logging.info("enter eval_once loop global_step_val = %s. ", global_step)
+        self.metrics.clear()
+        dataset = self.reader.get_dataset(
+            self.eval_data_pattern, self.batch_size, num_readers=self.num_readers
+        )
+        batch_log = BatchLog(self.writer, global_step)
+        # The metrics of one batch (NumPy) run in a second thread while the model runs the
+        # next batch (TensorFlow); both release the GIL.
+        with (
+            self.reader.errors_explained(self.eval_data_pattern),
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as metrics_thread,
+        ):
+            pending = None
+            for batch in dataset:
+                predictions, loss = self.predict(
+                    batch["video_matrix"], batch["num_frames"], batch["labels"]
+                )
+                if pending is not None:
+                    batch_log.add(*pending.result())
+                pending = metrics_thread.submit(self.accumulated_batch, predictions, batch, loss)
+            if pending is not None:
+                batch_log.add(*pending.result())
+        logging.info("Done with batched inference. Now calculating global performance metrics.")
+        epoch_info = self.metrics.get()
+        epoch_info["epoch_id"] = global_step
+        logging.info(add_epoch_summary(self.writer, global_step, epoch_info, "Eval"))
+        self.metrics.clear()
+        logging.info("Total: examples_processed: %d", batch_log.examples_processed)
+        return epoch_info
+
+    def accumulated_batch(self, predictions, batch, loss) -> tuple[dict, int]:
+        """Adds one batch to the metrics; returns (its batch metrics, its size)."""
+        info = self.metrics.accumulate(predictions.numpy(), batch["labels"].numpy(), loss.numpy())
+        return info, predictions.shape[0]
+
+
+class BatchLog:
+    """Logs and writes each batch's metrics with the original's line and tags."""
+
+    def __init__(self, writer, global_step: int):
+        self.writer = writer
+        self.global_step = global_step
+        self.examples_processed = 0
+        self.last_time = time.time()
+
+    def add(self, info: dict, batch_size: int) -> None:
+        """Logs one batch's metrics and its examples per second."""
+        now = time.time()
+        info["examples_per_second"] = batch_size / max(now - self.last_time, 1e-9)
+        self.last_time = now
+        self.examples_processed += batch_size
+        text = add_global_step_summary(self.writer, self.global_step, info, "Eval")
+        logging.info("examples_processed: %d | %s", self.examples_processed, text)
+
+
+def evaluate(
+    train_dir: str,
+    eval_data_pattern: str,
+    batch_size: int = 1024,
+    top_k: int = 20,
+    num_readers: int = 8,
+    run_once: bool = False,
+) -> None:
+    """Evaluates the latest checkpoint, then (unless run_once) every new one as it appears."""
+    if not eval_data_pattern:
+        raise utils.UserError("'eval_data_pattern' was not specified. Nothing to evaluate.")
+    if not tf.io.gfile.glob(eval_data_pattern):
+        raise utils.UserError(
+            f"Unable to find the evaluation files. eval_data_pattern='{eval_data_pattern}'."
+        )
+    tf.random.set_seed(0)  # Faithful: the original set graph seed 0 (DBoF samples frames).
+    evaluator = Evaluator(train_dir, eval_data_pattern, batch_size, top_k, num_readers)
+    evaluator.evaluate_latest()
+    while not run_once:
+        time.sleep(POLL_SECONDS)
+        evaluator.evaluate_latest()
+
+
+def main(argv):
+    """Evaluates with the command-line flags."""
+    del argv
+    if FLAGS.segment_labels:
+        raise utils.UserError("--segment_labels is not supported by this port yet.")
+    evaluate(
+        FLAGS.train_dir,
+        FLAGS.eval_data_pattern,
+        FLAGS.batch_size,
+        FLAGS.top_k,
+        FLAGS.num_readers,
+        FLAGS.run_once,
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(utils.exit_on_user_error(main))
