@@ -32,6 +32,14 @@ demo: $(STAMP)
 	set -o pipefail; $(PY) eval.py --eval_data_pattern='$(DEMO)/data/video/validate*.tfrecord' \
 	  --train_dir=$(DEMO)/model --run_once 2>&1 \
 	  | grep -E "epoch/eval number|Total: examples|ERROR" | sed -e 's/^.*\] //'
+	@echo "Predicting the test split with the inference model eval.py wrote:"
+	set -o pipefail; $(PY) inference.py --train_dir=$(DEMO)/model \
+	  --input_data_pattern='$(DEMO)/data/video/test*.tfrecord' \
+	  --output_file=$(DEMO)/predictions.csv 2>&1 | grep -E "Done with inference|ERROR" \
+	  | sed -e 's/^.*\] //'
+	@head -n 4 $(DEMO)/predictions.csv | cut -c 1-110 | sed -e 's/$$/ .../'
+	set -o pipefail; $(PY) score_predictions.py --predictions_file=$(DEMO)/predictions.csv \
+	  --data_pattern='$(DEMO)/data/video/test*.tfrecord' 2>&1 | grep -E "^(GAP|ERROR)"
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@ r"""Benchmarks: throughput figures measured as ratios within one run.
   python bench.py train     # train-step examples/s, reader-fed vs in-memory batches
   python bench.py metrics   # EvaluationMetrics vs a straightforward reference
   python bench.py eval      # eval.py's examples/s against the original's
+  python bench.py inference # inference.py end to end vs one record at a time
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -20,11 +21,12 @@ import tempfile
 import time
 
 import tensorflow as tf
-from absl import logging
 from absl import app, flags
 
 import bench_metrics
 import eval as eval_module
+import export_model
+import inference
 import losses
 import models
 import readers
@@ -252,13 +254,18 @@ ORIGINAL_EVAL_EXAMPLES_PER_SECOND = {"LogisticModel": 3540, "MoeModel": 2140}
 
 def bench_eval() -> None:
     """eval.py's evaluation pass over 20,000 videos, against the original's figures."""
-    data_pattern = os.path.join(sample_data_dir("video", num_videos=20000), "video",
-                                "train*.tfrecord")
+    data_pattern = os.path.join(
+        sample_data_dir("video", num_videos=20000), "video", "train*.tfrecord"
+    )
     for model_name in ORIGINAL_EVAL_EXAMPLES_PER_SECOND:
         train_dir = tempfile.mkdtemp(prefix="yt8m_bench_eval_")
         config = train.TrainConfig(
-            train_dir=train_dir, model=model_name, feature_names="mean_rgb,mean_audio",
-            feature_sizes="1024,128", model_hyperparameters={"moe_num_mixtures": 2})
+            train_dir=train_dir,
+            model=model_name,
+            feature_names="mean_rgb,mean_audio",
+            feature_sizes="1024,128",
+            model_hyperparameters={"moe_num_mixtures": 2},
+        )
         utils.write_or_check_model_flags(train_dir, config.model_flags())
         reader = readers.create_reader(False, config.feature_names, config.feature_sizes)
         model = models.create_built_model(model_name, reader, config.model_hyperparameters)
@@ -273,8 +280,64 @@ def bench_eval() -> None:
             timings.append(time.perf_counter() - start)
         rate = 20000 / statistics.median(timings)
         original = ORIGINAL_EVAL_EXAMPLES_PER_SECOND[model_name]
-        print(f"eval {model_name:13s} batch 1024: {rate:8,.0f} ex/s, original {original:,} "
-              f"ex/s, ratio {rate / original:.2f}x")
+        print(
+            f"eval {model_name:13s} batch 1024: {rate:8,.0f} ex/s, original {original:,} "
+            f"ex/s, ratio {rate / original:.2f}x"
+        )
+
+
+# The original TF1 inference.py on this kind of machine, examples/s (PERF_NOTES.md).
+ORIGINAL_INFERENCE_EXAMPLES_PER_SECOND = {"LogisticModel": 10400, "MoeModel": 3380}
+
+
+def exported_untrained_model(model_name: str, reader, feature_names, feature_sizes) -> str:
+    """Returns a training directory holding model_flags.json and an inference model."""
+    train_dir = tempfile.mkdtemp(prefix="yt8m_bench_model_")
+    config = train.TrainConfig(
+        train_dir=train_dir,
+        model=model_name,
+        feature_names=feature_names,
+        feature_sizes=feature_sizes,
+        frame_features=isinstance(reader, readers.YT8MFrameFeatureReader),
+        model_hyperparameters={"moe_num_mixtures": 2},
+    )
+    utils.write_or_check_model_flags(train_dir, config.model_flags())
+    model = models.create_built_model(model_name, reader, config.model_hyperparameters)
+    export_model.export(model, reader, inference.inference_model_dir(train_dir))
+    return train_dir
+
+
+def bench_inference() -> None:
+    """inference.py's CSV writing vs one serialized record at a time, same SavedModel."""
+    data_pattern = os.path.join(
+        sample_data_dir("video", num_videos=20000), "video", "train*.tfrecord"
+    )
+    for model_name, original in ORIGINAL_INFERENCE_EXAMPLES_PER_SECOND.items():
+        reader = readers.create_reader(False, "mean_rgb,mean_audio", "1024,128")
+        train_dir = exported_untrained_model(model_name, reader, "mean_rgb,mean_audio", "1024,128")
+        serve = export_model.load(inference.inference_model_dir(train_dir))
+        output_file = os.path.join(train_dir, "predictions.csv")
+        timings = []
+        for _ in range(FLAGS.repeats + 1):  # The first pass warms up.
+            start = time.perf_counter()
+            num_videos = inference.write_predictions(
+                serve, reader, data_pattern, output_file, 512, 20
+            )
+            timings.append(time.perf_counter() - start)
+        batched = num_videos / statistics.median(timings[1:])
+        records = [
+            r.numpy() for r in tf.data.TFRecordDataset(readers.list_files(data_pattern)).take(500)
+        ]
+        serve(example_bytes=tf.constant(records[:1]))
+        start = time.perf_counter()
+        for record in records:
+            serve(example_bytes=tf.constant([record]))["predictions"].numpy()
+        one_at_a_time = len(records) / (time.perf_counter() - start)
+        print(
+            f"inference {model_name:13s}: {batched:8,.0f} videos/s end to end, "
+            f"{one_at_a_time:6,.0f} one record at a time, ratio {batched / one_at_a_time:.1f}x; "
+            f"original {original:,}/s, ratio {batched / original:.2f}x"
+        )
 
 
 BENCHMARKS = {
@@ -282,6 +345,7 @@ BENCHMARKS = {
     "train": bench_train,
     "metrics": bench_metrics.run_metrics_bench,
     "eval": bench_eval,
+    "inference": bench_inference,
 }
 
 

@@ -39,16 +39,20 @@ class InferenceModule(tf.Module):
     def serve(self, example_bytes):
         """Returns video_id, class_indexes and predictions (top 20) of serialized records."""
         batch = self.reader.parse_batch(example_bytes)
-        model_input = tf.nn.l2_normalize(batch["video_matrix"], axis=-1)
-        predictions = self.model(model_input, num_frames=batch["num_frames"], training=False)[
-            "predictions"
-        ]
+        predictions = self.predictions(batch["video_matrix"], batch["num_frames"])
+        # Outside XLA: XLA's CPU top-k is slower than TensorFlow's kernel.
         top = tf.nn.top_k(predictions, k=min(_TOP_PREDICTIONS_IN_OUTPUT, self.reader.num_classes))
         return {
             "video_id": batch["video_ids"],
             "class_indexes": top.indices,
             "predictions": top.values,
         }
+
+    @tf.function(jit_compile=True)
+    def predictions(self, video_matrix, num_frames):
+        """Returns the model's predictions in inference mode; XLA-compiled (no strings)."""
+        model_input = tf.nn.l2_normalize(video_matrix, axis=-1)
+        return self.model(model_input, num_frames=num_frames, training=False)["predictions"]
 
 
 def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str) -> None:
@@ -69,8 +73,17 @@ def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str)
 
 
 def load(saved_model_dir: str):
-    """Returns the serving function of an exported model: records in, top 20 out."""
-    return tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    """Returns the serving function of an exported model: records in, top 20 out.
+
+    Call it as serve(example_bytes=<string tensor>). It keeps the loaded SavedModel alive:
+    a bare signature whose SavedModel object was garbage-collected loses its variables.
+    """
+    loaded = tf.saved_model.load(saved_model_dir)
+
+    def serve(example_bytes):
+        return loaded.signatures["serving_default"](example_bytes=example_bytes)
+
+    return serve
 
 
 def model_from_flags(train_dir: str) -> tuple[models.BaseModel, readers.BaseReader, dict]:
