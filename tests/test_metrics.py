@@ -10,6 +10,7 @@ close.
 
 import heapq
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -301,6 +302,17 @@ def test_ap_at_n_rejects_n_that_is_not_a_positive_int(n):
         apc.AveragePrecisionCalculator.ap_at_n([0.1], [1], n=n)
 
 
+def test_dense_ranks_equal_numpy_unique():
+    rng = np.random.default_rng(18)
+    narrow = rng.integers(0, 1 << 36, 50)[rng.integers(0, 50, 5000)]
+    wide = rng.integers(0, 1 << 62, 300)[rng.integers(0, 300, 2000)]
+    for values in (narrow, wide, np.array([7]), np.zeros(0, dtype=np.int64)):
+        distinct, ranks = apc._dense_ranks(values)
+        expected_distinct, expected_ranks = np.unique(values, return_inverse=True)
+        assert np.array_equal(distinct, expected_distinct)
+        assert np.array_equal(ranks, expected_ranks.ravel())
+
+
 # ---------------------------------------------------------------------------------------
 # MeanAveragePrecisionCalculator.
 # ---------------------------------------------------------------------------------------
@@ -406,6 +418,108 @@ def test_k_must_be_positive():
 
 def test_flatten_merges_lists_in_order():
     assert eval_util.flatten([[1, 2], [], [3]]) == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------
+# Row chunks run in parallel threads.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def row_chunks(monkeypatch):
+    """Cuts even tiny batches into up to 3 row chunks (and argpartition's blocks to 7
+    rows), and records each chunk's thread."""
+    monkeypatch.setattr(eval_util, "_MAX_CHUNKS", 3)
+    monkeypatch.setattr(eval_util, "_MIN_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(eval_util, "_ARGPARTITION_ROWS", 7)
+    threads = []
+    map_row_chunks = eval_util._map_row_chunks
+
+    def recording(function, num_rows, row_size):
+        def recorded(start, stop):
+            threads.append(threading.current_thread())
+            return function(start, stop)
+
+        return map_row_chunks(recorded, num_rows, row_size)
+
+    monkeypatch.setattr(eval_util, "_map_row_chunks", recording)
+    return threads
+
+
+def test_map_row_chunks_covers_the_rows_in_order(monkeypatch):
+    monkeypatch.setattr(eval_util, "_MAX_CHUNKS", 3)
+    monkeypatch.setattr(eval_util, "_MIN_CHUNK_ELEMENTS", 10)
+    ranges = eval_util._map_row_chunks(lambda start, stop: (start, stop), 10, 5)
+    assert ranges == [(0, 3), (3, 6), (6, 10)]
+    assert eval_util._map_row_chunks(lambda start, stop: (start, stop), 2, 5) == [(0, 2)]
+    assert eval_util._map_row_chunks(lambda start, stop: (start, stop), 2, 500) == [(0, 1), (1, 2)]
+    assert eval_util._map_row_chunks(lambda start, stop: (start, stop), 0, 500) == [(0, 0)]
+
+
+def test_map_row_chunks_raises_a_chunks_error(monkeypatch):
+    monkeypatch.setattr(eval_util, "_MAX_CHUNKS", 3)
+    monkeypatch.setattr(eval_util, "_MIN_CHUNK_ELEMENTS", 1)
+
+    def failing(start, stop):
+        if start > 0:
+            raise ZeroDivisionError("float division by zero")
+        return start
+
+    with pytest.raises(ZeroDivisionError):
+        eval_util._map_row_chunks(failing, 9, 1)
+
+
+def test_thread_pool_is_created_again_after_fork():
+    executor = eval_util._executor()
+    assert eval_util._executor() is executor
+    eval_util._forget_executor_after_fork()
+    assert eval_util._executor() is not executor
+    executor.shutdown()
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 20])
+def test_evaluation_metrics_in_row_chunks_equal_one_chunk_and_bruteforce(row_chunks, top_k):
+    # Scores with one decimal tie at every video's k-th place and at its n-th place for
+    # PERR (a positive and negatives with the same score), so argpartition's choice of
+    # tied classes decides the results; batches of 1 and 2 videos have fewer rows than
+    # chunks.
+    rng = np.random.default_rng(16)
+    batches = [
+        video_batch(rng, size, 40, labels_per_video=6, decimals=1) for size in (50, 1, 2, 31)
+    ]
+    k_th_and_next = np.partition(batches[0][0], [-top_k - 1, -top_k], axis=1)
+    assert (k_th_and_next[:, -top_k - 1] == k_th_and_next[:, -top_k]).mean() > 0.2
+    results = {}
+    for max_chunks in (1, 3):
+        eval_util._MAX_CHUNKS = max_chunks
+        metrics = eval_util.EvaluationMetrics(40, top_k, None)
+        per_batch = [metrics.accumulate(*batch) for batch in batches]
+        results[max_chunks] = (per_batch, metrics.get())
+    brute = BruteForceEvaluationMetrics(40, top_k)
+    expected = ([brute.accumulate(*batch) for batch in batches], brute.get())
+    assert results[3] == results[1] == expected
+    assert any(thread is not threading.main_thread() for thread in row_chunks)
+
+
+def test_batch_functions_in_row_chunks_equal_bruteforce(row_chunks):
+    rng = np.random.default_rng(17)
+    predictions, labels, _ = video_batch(rng, 120, 30, labels_per_video=25, decimals=1)
+    labels64 = labels.astype(np.float64)
+    assert eval_util.calculate_precision_at_equal_recall_rate(predictions, labels) == bf_perr(
+        predictions, labels64
+    )
+    scores, actuals, positives = bf_top_k_by_class(predictions, labels64, 5)
+    got = eval_util.top_k_by_class(predictions, labels, 5)
+    assert got[0] == [[float(x) for x in per_class] for per_class in scores]
+    assert got[1] == [[float(x) for x in per_class] for per_class in actuals]
+    brute = BruteForceAP()
+    brute.accumulate(
+        [x for per_class in scores for x in per_class],
+        [x for per_class in actuals for x in per_class],
+        sum(positives),
+    )
+    assert eval_util.calculate_gap(predictions, labels, 5) == brute.peek()
+    assert len(row_chunks) > 3
 
 
 # ---------------------------------------------------------------------------------------
