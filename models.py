@@ -37,6 +37,12 @@ class BaseModel(keras.Model):
         super().__init__()
         self.vocab_size = vocab_size
 
+    def build(self, input_shape):
+        """Nothing to create up front: layers build when they first see their inputs.
+
+        Models whose own weights depend on the input size create them here instead.
+        """
+
     def create_model(self, model_input, vocab_size, **unused_params) -> dict[str, tf.Tensor]:
         """Returns {"predictions": float [batch, vocab_size]} and optionally more.
 
@@ -53,7 +59,13 @@ class BaseModel(keras.Model):
         raise NotImplementedError()
 
     def call(self, model_input, num_frames=None, training=False):
-        """Keras entry point: forwards to create_model with the original's arguments."""
+        """Keras entry point: forwards to create_model with the original's arguments.
+
+        Without num_frames (as when Keras traces the model for saving) every frame counts.
+        """
+        if num_frames is None:
+            frames = tf.shape(model_input)[1] if len(model_input.shape) == 3 else 1
+            num_frames = tf.fill(tf.shape(model_input)[:1], frames)
         return self.create_model(
             model_input, self.vocab_size, num_frames=num_frames, is_training=training
         )

@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import eval_util
+import frame_level_models  # noqa: F401 - defines the model hyperparameter flags.
 import losses
 import models
 import readers
