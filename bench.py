@@ -5,6 +5,7 @@ r"""Benchmarks: throughput figures measured as ratios within one run.
   python bench.py metrics   # EvaluationMetrics vs a straightforward reference
   python bench.py eval      # eval.py's examples/s against the original's
   python bench.py inference # inference.py end to end vs one record at a time
+  python bench.py frame     # frame-level training, reader-fed vs in-memory
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -188,7 +189,9 @@ def bench_readers() -> None:
     )
 
 
-def train_step_rates(config, reader, feeds: dict, num_steps: int) -> dict[str, float]:
+def train_step_rates(
+    config, reader, feeds: dict, num_steps: int, repeats: int | None = None
+) -> dict[str, float]:
     """Returns examples/s of train.py's step for each named batch iterator.
 
     One model and compiled step serve every feed; the feeds take turns, --repeats rounds
@@ -201,10 +204,10 @@ def train_step_rates(config, reader, feeds: dict, num_steps: int) -> dict[str, f
     label_loss_fn = losses.LOSSES[config.label_loss]()
     step = train.make_train_step(model, optimizer, label_loss_fn, config, strategy)
     for batches in feeds.values():  # Compile and warm up.
-        for _ in range(3):
+        for _ in range(2):
             float(step(next(batches))["label_loss"])
     rates = {name: [] for name in feeds}
-    for _ in range(FLAGS.repeats):
+    for _ in range(repeats or FLAGS.repeats):
         for name, batches in feeds.items():
             start = time.perf_counter()
             for _ in range(num_steps):
@@ -248,85 +251,99 @@ def bench_train() -> None:
         )
 
 
-# The original TF1 eval.py on this kind of 2-core machine, examples/s (PERF_NOTES.md).
-ORIGINAL_EVAL_EXAMPLES_PER_SECOND = {"LogisticModel": 3540, "MoeModel": 2140}
+FEATURES = {"video": ("mean_rgb,mean_audio", "1024,128"), "frame": ("rgb,audio", "1024,128")}
 
 
-def bench_eval() -> None:
-    """eval.py's evaluation pass over 20,000 videos, against the original's figures."""
-    data_pattern = os.path.join(
-        sample_data_dir("video", num_videos=20000), "video", "train*.tfrecord"
-    )
-    for model_name in ORIGINAL_EVAL_EXAMPLES_PER_SECOND:
-        train_dir = tempfile.mkdtemp(prefix="yt8m_bench_eval_")
-        config = train.TrainConfig(
-            train_dir=train_dir,
-            model=model_name,
-            feature_names="mean_rgb,mean_audio",
-            feature_sizes="1024,128",
-            model_hyperparameters={"moe_num_mixtures": 2},
-        )
-        utils.write_or_check_model_flags(train_dir, config.model_flags())
-        reader = readers.create_reader(False, config.feature_names, config.feature_sizes)
-        model = models.create_built_model(model_name, reader, config.model_hyperparameters)
-        tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "model.ckpt"))
-        evaluator = eval_module.Evaluator(train_dir, data_pattern, 1024, 20, 8)
-        evaluator.checkpoint.restore(tf.train.latest_checkpoint(train_dir))
-        evaluator.evaluate(1)  # Warm-up: traces and compiles.
-        timings = []
-        for _ in range(FLAGS.repeats):
-            start = time.perf_counter()
-            evaluator.evaluate(1)
-            timings.append(time.perf_counter() - start)
-        rate = 20000 / statistics.median(timings)
-        original = ORIGINAL_EVAL_EXAMPLES_PER_SECOND[model_name]
-        print(
-            f"eval {model_name:13s} batch 1024: {rate:8,.0f} ex/s, original {original:,} "
-            f"ex/s, ratio {rate / original:.2f}x"
-        )
+def data_pattern_of(data_format: str) -> str:
+    """Returns the sample train files of a format: 20,000 videos, or 2,000 with frames."""
+    num_videos = 20000 if data_format == "video" else 2000
+    return os.path.join(sample_data_dir(data_format, num_videos), data_format, "train*.tfrecord")
 
 
-# The original TF1 inference.py on this kind of machine, examples/s (PERF_NOTES.md).
-ORIGINAL_INFERENCE_EXAMPLES_PER_SECOND = {"LogisticModel": 10400, "MoeModel": 3380}
-
-
-def exported_untrained_model(model_name: str, reader, feature_names, feature_sizes) -> str:
-    """Returns a training directory holding model_flags.json and an inference model."""
+def untrained_train_dir(model_name: str, data_format: str):
+    """Returns (train_dir, reader, model): model_flags.json and a checkpoint of a new model."""
+    feature_names, feature_sizes = FEATURES[data_format]
     train_dir = tempfile.mkdtemp(prefix="yt8m_bench_model_")
     config = train.TrainConfig(
         train_dir=train_dir,
         model=model_name,
         feature_names=feature_names,
         feature_sizes=feature_sizes,
-        frame_features=isinstance(reader, readers.YT8MFrameFeatureReader),
-        model_hyperparameters={"moe_num_mixtures": 2},
+        frame_features=data_format == "frame",
+        model_hyperparameters=default_hyperparameters(),
     )
     utils.write_or_check_model_flags(train_dir, config.model_flags())
+    reader = readers.create_reader(config.frame_features, feature_names, feature_sizes)
     model = models.create_built_model(model_name, reader, config.model_hyperparameters)
-    export_model.export(model, reader, inference.inference_model_dir(train_dir))
-    return train_dir
+    tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "model.ckpt"))
+    return train_dir, reader, model
+
+
+def default_hyperparameters() -> dict:
+    """Returns every model hyperparameter flag at its default."""
+    return {
+        flag.name: flag.default
+        for module in models.model_modules()
+        for flag in FLAGS.get_flags_for_module(module.__name__)
+    }
+
+
+# The original TF1 scripts on this kind of 2-core machine, examples/s (PERF_NOTES.md):
+# (data format, model, batch size, original examples/s).
+ORIGINAL_EVAL = [
+    ("video", "LogisticModel", 1024, 3540),
+    ("video", "MoeModel", 1024, 2140),
+    ("frame", "FrameLevelLogisticModel", 1024, 200),
+    ("frame", "DbofModel", 1024, 200),
+]
+ORIGINAL_INFERENCE = [
+    ("video", "LogisticModel", 512, 10400),
+    ("video", "MoeModel", 512, 3380),
+    ("frame", "FrameLevelLogisticModel", 512, 180),
+    ("frame", "DbofModel", 512, 180),
+]
+ORIGINAL_FRAME_TRAINING = {"FrameLevelLogisticModel": 1420, "DbofModel": 173, "LstmModel": None}
+
+
+def bench_eval() -> None:
+    """eval.py's evaluation pass over sample data, against the original's figures."""
+    for data_format, model_name, batch_size, original in ORIGINAL_EVAL:
+        data_pattern = data_pattern_of(data_format)
+        train_dir, _, _ = untrained_train_dir(model_name, data_format)
+        evaluator = eval_module.Evaluator(train_dir, data_pattern, batch_size, 20, 8)
+        evaluator.checkpoint.restore(tf.train.latest_checkpoint(train_dir))
+        num_videos = 0
+        timings = []
+        for _ in range(FLAGS.repeats + 1):  # The first pass traces and compiles.
+            start = time.perf_counter()
+            evaluator.evaluate(1)
+            timings.append(time.perf_counter() - start)
+        num_videos = sum(1 for _ in tf.data.TFRecordDataset(readers.list_files(data_pattern)))
+        rate = num_videos / statistics.median(timings[1:])
+        print(
+            f"eval {model_name:23s} batch {batch_size}: {rate:8,.0f} ex/s, original "
+            f"{original:,} ex/s, ratio {rate / original:.2f}x"
+        )
 
 
 def bench_inference() -> None:
     """inference.py's CSV writing vs one serialized record at a time, same SavedModel."""
-    data_pattern = os.path.join(
-        sample_data_dir("video", num_videos=20000), "video", "train*.tfrecord"
-    )
-    for model_name, original in ORIGINAL_INFERENCE_EXAMPLES_PER_SECOND.items():
-        reader = readers.create_reader(False, "mean_rgb,mean_audio", "1024,128")
-        train_dir = exported_untrained_model(model_name, reader, "mean_rgb,mean_audio", "1024,128")
+    for data_format, model_name, batch_size, original in ORIGINAL_INFERENCE:
+        data_pattern = data_pattern_of(data_format)
+        train_dir, reader, model = untrained_train_dir(model_name, data_format)
+        export_model.export(model, reader, inference.inference_model_dir(train_dir))
         serve = export_model.load(inference.inference_model_dir(train_dir))
         output_file = os.path.join(train_dir, "predictions.csv")
         timings = []
         for _ in range(FLAGS.repeats + 1):  # The first pass warms up.
             start = time.perf_counter()
             num_videos = inference.write_predictions(
-                serve, reader, data_pattern, output_file, 512, 20
+                serve, reader, data_pattern, output_file, batch_size, 20
             )
             timings.append(time.perf_counter() - start)
         batched = num_videos / statistics.median(timings[1:])
         records = [
-            r.numpy() for r in tf.data.TFRecordDataset(readers.list_files(data_pattern)).take(500)
+            r.numpy() for r in tf.data.TFRecordDataset(readers.list_files(data_pattern)).take(200)
         ]
         serve(example_bytes=tf.constant(records[:1]))
         start = time.perf_counter()
@@ -334,9 +351,54 @@ def bench_inference() -> None:
             serve(example_bytes=tf.constant([record]))["predictions"].numpy()
         one_at_a_time = len(records) / (time.perf_counter() - start)
         print(
-            f"inference {model_name:13s}: {batched:8,.0f} videos/s end to end, "
+            f"inference {model_name:23s}: {batched:8,.0f} videos/s end to end, "
             f"{one_at_a_time:6,.0f} one record at a time, ratio {batched / one_at_a_time:.1f}x; "
             f"original {original:,}/s, ratio {batched / original:.2f}x"
+        )
+
+
+def bench_frame() -> None:
+    """Frame-level training examples/s, reader-fed vs in-memory, against the original's.
+
+    Default model sizes, batch 128 (the README's advice for frame-level features).
+    """
+    data_pattern = data_pattern_of("frame")
+    for model_name, original in ORIGINAL_FRAME_TRAINING.items():
+        config = train.TrainConfig(
+            model=model_name,
+            batch_size=128,
+            frame_features=True,
+            feature_names="rgb,audio",
+            feature_sizes="1024,128",
+            model_hyperparameters=default_hyperparameters(),
+        )
+        # As train.py reads frames: uint8, dequantized in the step.
+        reader = readers.create_reader(
+            True, config.feature_names, config.feature_sizes, quantized_frames=True
+        )
+        dataset = reader.get_dataset(
+            data_pattern, config.batch_size, training=True, num_epochs=1000
+        )
+        # The LSTM over 300 frames takes tens of seconds a step on 2 cores: one round.
+        num_steps, repeats = {
+            "FrameLevelLogisticModel": (20, None),
+            "DbofModel": (4, None),
+            "LstmModel": (1, 1),
+        }[model_name]
+        rates = train_step_rates(
+            config,
+            reader,
+            {"in-memory": itertools.repeat(next(iter(dataset))), "reader-fed": iter(dataset)},
+            num_steps,
+            repeats,
+        )
+        versus = ""
+        if original:
+            versus = f", original {original:,} ex/s, ratio {rates['reader-fed'] / original:.2f}x"
+        print(
+            f"train {model_name:23s} batch 128: reader-fed {rates['reader-fed']:8,.0f} ex/s, "
+            f"in-memory {rates['in-memory']:8,.0f} ex/s, "
+            f"ratio {rates['reader-fed'] / rates['in-memory']:.2f}" + (versus if original else "")
         )
 
 
@@ -346,6 +408,7 @@ BENCHMARKS = {
     "metrics": bench_metrics.run_metrics_bench,
     "eval": bench_eval,
     "inference": bench_inference,
+    "frame": bench_frame,
 }
 
 

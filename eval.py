@@ -93,7 +93,7 @@ class Evaluator:
 
     def batch_predictions_and_loss(self, video_matrix, num_frames, labels):
         """Returns (predictions, label loss) of one batch, the model in inference mode."""
-        model_input = tf.nn.l2_normalize(video_matrix, axis=-1)
+        model_input = utils.model_input(video_matrix, num_frames)
         result = self.model(model_input, num_frames=num_frames, training=False)
         predictions = result["predictions"]
         if "loss" in result:

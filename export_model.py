@@ -51,7 +51,7 @@ class InferenceModule(tf.Module):
     @tf.function(jit_compile=True)
     def predictions(self, video_matrix, num_frames):
         """Returns the model's predictions in inference mode; XLA-compiled (no strings)."""
-        model_input = tf.nn.l2_normalize(video_matrix, axis=-1)
+        model_input = utils.model_input(video_matrix, num_frames)
         return self.model(model_input, num_frames=num_frames, training=False)["predictions"]
 
 
@@ -94,7 +94,11 @@ def model_from_flags(train_dir: str) -> tuple[models.BaseModel, readers.BaseRead
     """
     model_flags = utils.read_model_flags(train_dir, "Did you run train.py on the same --train_dir?")
     reader = readers.create_reader(
-        model_flags["frame_features"], model_flags["feature_names"], model_flags["feature_sizes"]
+        model_flags["frame_features"],
+        model_flags["feature_names"],
+        model_flags["feature_sizes"],
+        # Frames stay uint8 until the (XLA-compiled) model step dequantizes them.
+        quantized_frames=model_flags["frame_features"],
     )
     name, hyperparameters = models.model_settings(model_flags)
     return models.create_built_model(name, reader, hyperparameters), reader, model_flags

@@ -243,6 +243,7 @@ class YT8MFrameFeatureReader(BaseReader):
         segment_labels: bool = False,
         segment_size: int = 5,
         id_feature: str = "id",
+        quantized_frames: bool = False,
     ):
         """Creates a reader.
 
@@ -255,6 +256,10 @@ class YT8MFrameFeatureReader(BaseReader):
           segment_labels: read the 2019 segment-rated labels (not supported yet).
           segment_size: frames per segment in segment mode.
           id_feature: key of the video id: "id", or "video_id" for the 2017 data.
+          quantized_frames: return video_matrix as the uint8 frames (padding 0) and leave
+            dequantization to the model step (utils.model_input): a quarter of the bytes
+            through the input pipeline. The padding mask then comes from num_frames, the
+            first feature's length, for every feature.
         """
         super().__init__(num_classes, feature_sizes, feature_names)
         if segment_labels:
@@ -263,6 +268,7 @@ class YT8MFrameFeatureReader(BaseReader):
         self.segment_labels = segment_labels
         self.segment_size = segment_size
         self.id_feature = id_feature
+        self.quantized_frames = quantized_frames
 
     def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         """Parses a batch of serialized SequenceExamples with one parse call."""
@@ -279,17 +285,21 @@ class YT8MFrameFeatureReader(BaseReader):
         quantized, frame_counts = [], []
         for name, size in zip(self.feature_names, self.feature_sizes):
             count = tf.minimum(tf.cast(lengths[name], tf.int32), self.max_frames)
-            quantized.append(self.quantized_frames(sequences[name], count, size))
+            quantized.append(self.padded_frames(sequences[name], count, size))
             frame_counts.append(count)
+        if self.quantized_frames:
+            video_matrix = tf.concat(quantized, axis=2)
+        else:
+            video_matrix = utils.dequantize_frames(quantized, frame_counts)
         return {
             "video_ids": context[self.id_feature],
-            "video_matrix": utils.dequantize_frames(quantized, frame_counts),
+            "video_matrix": video_matrix,
             "labels": self.multi_hot_labels(context["labels"]),
             # Faithful: num_frames comes from the first feature only.
             "num_frames": frame_counts[0],
         }
 
-    def quantized_frames(self, frame_bytes: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
+    def padded_frames(self, frame_bytes: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
         """Returns uint8 [B, max_frames, size]: the frames, truncated or zero-padded.
 
         Args:
@@ -356,6 +366,7 @@ def create_reader(
     feature_sizes: str,
     num_classes: int = 3862,
     segment_labels: bool = False,
+    quantized_frames: bool = False,
 ) -> BaseReader:
     """Returns the reader for the feature settings that train, eval and inference share.
 
@@ -365,6 +376,7 @@ def create_reader(
       feature_sizes: comma-separated sizes, as the --feature_sizes flag.
       num_classes: size of the label vocabulary.
       segment_labels: frame level only: read the segment-rated labels.
+      quantized_frames: frame level only: uint8 frames, dequantized by utils.model_input.
     """
     names, sizes = utils.feature_names_and_sizes(feature_names, feature_sizes)
     if frame_features:
@@ -373,6 +385,7 @@ def create_reader(
             feature_names=names,
             feature_sizes=sizes,
             segment_labels=segment_labels,
+            quantized_frames=quantized_frames,
         )
     if segment_labels:
         raise utils.UserError("--segment_labels needs frame-level data (--frame_features).")

@@ -287,7 +287,7 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
     num_replicas = strategy.num_replicas_in_sync
 
     def replica_step(batch):
-        model_input = tf.nn.l2_normalize(batch["video_matrix"], axis=-1)
+        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
         with tf.GradientTape() as tape:
             result = model(model_input, num_frames=batch["num_frames"], training=True)
             predictions = result["predictions"]
@@ -447,6 +447,8 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         config.feature_names,
         config.feature_sizes,
         segment_labels=config.segment_labels,
+        # Frames stay uint8 through the input pipeline; the XLA-compiled step dequantizes.
+        quantized_frames=config.frame_features,
     )
     if not config.train_data_pattern or not tf.io.gfile.glob(config.train_data_pattern):
         raise utils.UserError(
@@ -551,6 +553,9 @@ def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpoint
             write_training_summaries(writer, global_step, summaries)
             if time.time() - last_histograms >= HISTOGRAMS_EVERY_SECONDS:
                 raw_input = local_values(strategy, batch["video_matrix"])
+                if raw_input.dtype == np.uint8:
+                    num_frames = local_values(strategy, batch["num_frames"])
+                    raw_input = utils.dequantize_frames([raw_input], [num_frames])
                 write_histograms(writer, global_step, model, raw_input)
                 last_histograms = time.time()
         else:

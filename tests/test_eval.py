@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 import eval_util
 import export_model
+import utils
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 
@@ -53,7 +54,7 @@ def expected_metrics(train_dir, sample_data) -> dict:
     model, reader, _ = export_model.restored_model(train_dir)
     predictions, labels = [], []
     for batch in reader.get_dataset(f"{sample_data}/video/validate*.tfrecord", 100):
-        model_input = tf.nn.l2_normalize(batch["video_matrix"], -1)
+        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
         predictions.append(model(model_input)["predictions"].numpy())
         labels.append(batch["labels"].numpy())
     predictions, labels = np.concatenate(predictions), np.concatenate(labels)
@@ -147,7 +148,8 @@ def test_inference_model_reproduces_the_checkpoint_in_a_fresh_process(
     served = np.load(output, allow_pickle=True)  # video_id is an array of bytes objects.
     model, reader, _ = export_model.restored_model(train_dir)
     batch = next(iter(reader.get_dataset(shard, 1000)))
-    predictions = model(tf.nn.l2_normalize(batch["video_matrix"], -1))["predictions"].numpy()
+    model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
+    predictions = model(model_input)["predictions"].numpy()
     top = tf.nn.top_k(predictions, 20)
     np.testing.assert_array_equal(served["video_id"], batch["video_ids"].numpy())
     np.testing.assert_array_equal(served["class_indexes"], top.indices.numpy())

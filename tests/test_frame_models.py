@@ -13,6 +13,7 @@ import export_model
 import frame_level_models
 import model_util
 import models
+import utils
 
 FRAME_FLAGS = ("--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128")
 # Small sizes for a short run, and the GAP each reaches on validate after 120 steps at
@@ -120,7 +121,7 @@ def frame_dataset_predictions(train_dir, pattern):
     model, reader, _ = export_model.restored_model(train_dir)
     predictions, labels, ids = [], [], []
     for batch in reader.get_dataset(pattern, 50):
-        model_input = tf.nn.l2_normalize(batch["video_matrix"], -1)
+        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
         predictions.append(model(model_input, num_frames=batch["num_frames"])["predictions"])
         labels.append(batch["labels"].numpy())
         ids += [video_id.decode() for video_id in batch["video_ids"].numpy()]
@@ -200,7 +201,7 @@ def test_batch_norm_statistics_are_trained_saved_and_used_in_eval_and_export(sam
 
     pattern = f"{sample_data}/frame/test0000.tfrecord"
     batch = next(iter(reader.get_dataset(pattern, 40)))
-    model_input = tf.nn.l2_normalize(batch["video_matrix"], -1)
+    model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
     inference = model(model_input, num_frames=batch["num_frames"])["predictions"].numpy()
     alone = model(model_input[:1], num_frames=batch["num_frames"][:1])["predictions"].numpy()
     np.testing.assert_allclose(alone[0], inference[0], rtol=1e-4)  # No batch statistics.

@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import run_script
 
 import export_model
+import utils
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 
@@ -51,9 +52,8 @@ def model_predictions(train_dir, data_pattern):
     model, reader, _ = export_model.restored_model(train_dir)
     ids, predictions = [], []
     for batch in reader.get_dataset(data_pattern, 64):
-        predictions.append(
-            model(tf.nn.l2_normalize(batch["video_matrix"], -1))["predictions"].numpy()
-        )
+        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
+        predictions.append(model(model_input)["predictions"].numpy())
         ids += [video_id.decode() for video_id in batch["video_ids"].numpy()]
     return ids, np.concatenate(predictions)
 

@@ -224,3 +224,25 @@ def test_create_reader_parses_the_feature_flags():
 def test_dequantize_uses_the_original_512_constant():
     assert utils.dequantize(0.0) == pytest.approx(-2.0 + 4.0 / 512.0)
     assert utils.dequantize(255.0) == pytest.approx(2.0 + 4.0 / 512.0)
+
+
+def test_quantized_frames_dequantize_in_the_model_step_to_the_same_values(sample_data):
+    pattern = f"{sample_data}/frame/validate0001.tfrecord"
+    floats = next(iter(readers.YT8MFrameFeatureReader(**FRAME_FEATURES).get_dataset(pattern, 40)))
+    quantized = next(
+        iter(
+            readers.YT8MFrameFeatureReader(quantized_frames=True, **FRAME_FEATURES).get_dataset(
+                pattern, 40
+            )
+        )
+    )
+    assert quantized["video_matrix"].dtype == tf.uint8
+    np.testing.assert_array_equal(quantized["num_frames"], floats["num_frames"])
+    dequantized = utils.dequantize_frames([quantized["video_matrix"]], [quantized["num_frames"]])
+    np.testing.assert_array_equal(dequantized.numpy(), floats["video_matrix"].numpy())
+    np.testing.assert_allclose(
+        utils.model_input(quantized["video_matrix"], quantized["num_frames"]).numpy(),
+        tf.nn.l2_normalize(floats["video_matrix"], -1).numpy(),
+        rtol=1e-6,
+        atol=1e-7,
+    )

@@ -18,6 +18,7 @@ import eval_util
 import models
 import readers
 import train
+import utils
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 
@@ -50,7 +51,7 @@ def validate_gap(model, sample_data) -> tuple[float, float]:
     reader = readers.create_reader(False, "mean_rgb,mean_audio", "1024,128")
     predictions, labels = [], []
     for batch in reader.get_dataset(f"{sample_data}/video/validate*.tfrecord", 50):
-        model_input = tf.nn.l2_normalize(batch["video_matrix"], -1)
+        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
         predictions.append(model(model_input)["predictions"].numpy())
         labels.append(batch["labels"].numpy())
     predictions, labels = np.concatenate(predictions), np.concatenate(labels)
