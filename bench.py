@@ -13,8 +13,11 @@ directory unless --data_dir points at existing sample data. Timings are medians 
 shared machine.
 """
 
+import atexit
+import functools
 import itertools
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,14 +44,23 @@ flags.DEFINE_integer("repeats", 3, "Timed passes per figure; the median is repor
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+@functools.cache
+def scratch_dir() -> str:
+    """Returns a temporary directory for this run's data and models, removed at exit."""
+    path = tempfile.mkdtemp(prefix="yt8m_bench_")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@functools.cache
 def sample_data_dir(data_format: str, num_videos: int, mean_frames: int = 150) -> str:
-    """Returns a directory of sample data, writing it to a temporary directory if needed.
+    """Returns a directory of sample data, writing it (once per run) if needed.
 
     mean_frames 150 gives about the real data set's bytes per video once padded to 300.
     """
     if FLAGS.data_dir:
         return FLAGS.data_dir
-    output_dir = os.path.join(tempfile.mkdtemp(prefix="yt8m_bench_"), "data")
+    output_dir = tempfile.mkdtemp(prefix=f"{data_format}_data_", dir=scratch_dir())
     subprocess.run(
         [
             sys.executable,
@@ -187,6 +199,14 @@ def bench_readers() -> None:
         frame_reader.get_dataset(frame_pattern, 64),
         naive_frame_dataset(frame_reader, frame_pattern, 64),
     )
+    # As train.py and eval.py read frames: uint8, dequantized inside the model step.
+    quantized_reader = readers.YT8MFrameFeatureReader(quantized_frames=True)
+    report_pair(
+        "frame-level batch 64, uint8 frames",
+        frame_pattern,
+        quantized_reader.get_dataset(frame_pattern, 64),
+        naive_frame_dataset(frame_reader, frame_pattern, 64),
+    )
 
 
 def train_step_rates(
@@ -263,7 +283,7 @@ def data_pattern_of(data_format: str) -> str:
 def untrained_train_dir(model_name: str, data_format: str):
     """Returns (train_dir, reader, model): model_flags.json and a checkpoint of a new model."""
     feature_names, feature_sizes = FEATURES[data_format]
-    train_dir = tempfile.mkdtemp(prefix="yt8m_bench_model_")
+    train_dir = tempfile.mkdtemp(prefix="model_", dir=scratch_dir())
     config = train.TrainConfig(
         train_dir=train_dir,
         model=model_name,

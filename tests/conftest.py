@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Quiet TensorFlow's C++ start-up logging in the scripts the tests run.
@@ -26,6 +27,24 @@ def run_script(script: str, *args: str, check: bool = True) -> subprocess.Comple
             f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """Returns the one 'ERROR: ...' line of a script that failed with status 1."""
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def summary_events(log_dir: str) -> event_accumulator.EventAccumulator:
+    """Returns the TensorBoard events written to a directory, all scalars kept."""
+    events = event_accumulator.EventAccumulator(
+        str(log_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    events.Reload()
+    return events
 
 
 def make_sample_data(output_dir: str, *args: str) -> str:

@@ -11,8 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_script
-from tensorboard.backend.event_processing import event_accumulator
+from conftest import REPO, one_error_line, run_script, summary_events
 
 import eval_util
 import export_model
@@ -96,10 +95,7 @@ def test_run_once_prints_the_metrics_of_the_models_own_predictions(trained, samp
 
 def test_summaries_are_written_to_train_dir_eval_at_the_checkpoint_step(trained, sample_data):
     train_dir, _ = trained
-    events = event_accumulator.EventAccumulator(
-        os.path.join(train_dir, "eval"), size_guidance={event_accumulator.TENSORS: 0}
-    )
-    events.Reload()
+    events = summary_events(os.path.join(train_dir, "eval"))
     tags = set(events.Tags()["tensors"])
     for tag in (
         "GlobalStep/Eval_Hit@1",
@@ -186,23 +182,13 @@ def wait_for_eval_summary(train_dir, step, timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if glob.glob(os.path.join(train_dir, "eval", "events*")):
-            events = event_accumulator.EventAccumulator(
-                os.path.join(train_dir, "eval"), size_guidance={event_accumulator.TENSORS: 0}
-            )
-            events.Reload()
+            events = summary_events(os.path.join(train_dir, "eval"))
             if "Epoch/Eval_GAP" in events.Tags()["tensors"] and step in [
                 event.step for event in events.Tensors("Epoch/Eval_GAP")
             ]:
                 return
         time.sleep(0.5)
     raise AssertionError(f"no evaluation of step {step} within {timeout} s")
-
-
-def one_error_line(result) -> str:
-    assert result.returncode == 1, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_missing_model_flags_json_is_the_original_message(sample_data, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import run_script
+from conftest import one_error_line, run_script
 
 import export_model
 import utils
@@ -138,13 +138,6 @@ def test_ids_with_commas_quotes_and_newlines_are_quoted_and_read_back(
     table = read_predictions(tmp_path / "odd.csv")
     assert list(table["VideoId"]) == ids
     assert all(len(pairs.split()) == 40 for pairs in table["LabelConfidencePairs"])
-
-
-def one_error_line(result) -> str:
-    assert result.returncode == 1, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_missing_model_flags_tells_the_user_to_run_eval(sample_data, tmp_path):

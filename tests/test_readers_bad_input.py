@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import tensorflow as tf
-from conftest import run_script
+from conftest import one_error_line, run_script
 
 import readers
 import utils
@@ -45,12 +45,9 @@ def write_file_with(tmp_path, sample_data, bad_record: bytes) -> tuple[str, int]
 
 
 def assert_one_line_error(result, *expected_parts):
-    assert result.returncode == 1, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    line = one_error_line(result)
     for part in expected_parts:
-        assert part in lines[0], lines[0]
+        assert part in line, line
 
 
 def test_pattern_matching_no_file_is_one_line_naming_the_pattern(tmp_path):

@@ -11,8 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_script
-from tensorboard.backend.event_processing import event_accumulator
+from conftest import REPO, run_script, summary_events
 
 import eval_util
 import models
@@ -140,10 +139,7 @@ def test_log_lines_have_the_original_format(short_run):
 
 def test_summary_tags_are_read_back_from_the_event_files(short_run):
     train_dir, _ = short_run
-    events = event_accumulator.EventAccumulator(
-        str(train_dir), size_guidance={event_accumulator.TENSORS: 0}
-    )
-    events.Reload()
+    events = summary_events(train_dir)
     tags = set(events.Tags()["tensors"])
     for tag in (
         "model/Training_Hit@1",
