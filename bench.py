@@ -300,15 +300,12 @@ def untrained_train_dir(model_name: str, data_format: str):
 
 
 def default_hyperparameters() -> dict:
-    """Returns every model hyperparameter flag at its default."""
-    return {
-        flag.name: flag.default
-        for module in models.model_modules()
-        for flag in FLAGS.get_flags_for_module(module.__name__)
-    }
+    """Returns every model hyperparameter flag at its default (none is passed to bench.py)."""
+    return models.hyperparameter_flags()
 
 
-# The original TF1 scripts on this kind of 2-core machine, examples/s (PERF_NOTES.md):
+# The original TF1 scripts on this kind of 2-core machine, examples/s (measured for the
+# project, shared/PERF_NOTES.md):
 # (data format, model, batch size, original examples/s).
 ORIGINAL_EVAL = [
     ("video", "LogisticModel", 1024, 3540),

@@ -36,6 +36,8 @@ def describe(reader: readers.BaseReader, data_pattern: str, batch_size: int) -> 
             classes += labels.sum(axis=0)
             frame_counts.append(batch["num_frames"].numpy())
             shapes = {key: (value.dtype.name, value.shape[1:]) for key, value in batch.items()}
+    if not videos:
+        return f"{data_pattern}: no records in {len(readers.list_files(data_pattern))} files"
     label_counts = np.concatenate(label_counts)
     frame_counts = np.concatenate(frame_counts)
     lines = [

@@ -19,8 +19,11 @@ from absl import app, flags, logging
 
 import eval_util
 import export_model
+import frame_level_models  # noqa: F401 - accepts the model hyperparameter flags.
 import losses
+import models
 import utils
+import video_level_models  # noqa: F401 - accepts the model hyperparameter flags.
 
 FLAGS = flags.FLAGS
 
@@ -120,7 +123,7 @@ class Evaluator:
             )
             return global_step
         logging.info("Loading checkpoint for eval: %s", checkpoint_path)
-        self.checkpoint.restore(checkpoint_path).expect_partial()
+        export_model.restore_weights(self.checkpoint, checkpoint_path)
         export_model.export(
             self.model,
             self.reader,
@@ -133,6 +136,9 @@ class Evaluator:
     def evaluate(self, global_step: int) -> dict:
         """Runs the restored model over the whole eval set; logs and writes the metrics."""
         logging.info("enter eval_once loop global_step_val = %s. ", global_step)
+        # Faithful: graph seed 0 for every evaluation (DBoF samples frames at eval too), so
+        # a checkpoint's figures do not depend on which were evaluated before it.
+        tf.random.set_seed(0)
         self.metrics.clear()
         dataset = self.reader.get_dataset(
             self.eval_data_pattern, self.batch_size, num_readers=self.num_readers
@@ -202,7 +208,6 @@ def evaluate(
         raise utils.UserError(
             f"Unable to find the evaluation files. eval_data_pattern='{eval_data_pattern}'."
         )
-    tf.random.set_seed(0)  # Faithful: the original set graph seed 0 (DBoF samples frames).
     evaluator = Evaluator(train_dir, eval_data_pattern, batch_size, top_k, num_readers)
     evaluator.evaluate_latest()
     while not run_once:
@@ -210,9 +215,28 @@ def evaluate(
         evaluator.evaluate_latest()
 
 
+def warn_about_ignored_model_flags(train_dir: str) -> None:
+    """Warns about hyperparameter flags given on the command line that differ from training.
+
+    The original needed them repeated for eval.py; here model_flags.json holds them.
+    """
+    path = utils.model_flags_path(train_dir)
+    recorded = utils.load_json(path) if tf.io.gfile.exists(path) else {}
+    for name, value in models.hyperparameter_flags().items():
+        if FLAGS[name].present and name in recorded and recorded[name] != value:
+            logging.warning(
+                "--%s=%s is ignored: the model was trained with %s (%s).",
+                name,
+                value,
+                recorded[name],
+                path,
+            )
+
+
 def main(argv):
     """Evaluates with the command-line flags."""
     del argv
+    warn_about_ignored_model_flags(FLAGS.train_dir)
     if FLAGS.segment_labels:
         raise utils.UserError("--segment_labels is not supported by this port yet.")
     evaluate(

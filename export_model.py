@@ -21,7 +21,6 @@ from absl import app, flags, logging
 import models
 import readers
 import utils
-import video_level_models  # noqa: F401 - defines the model hyperparameter flags.
 
 _TOP_PREDICTIONS_IN_OUTPUT = 20
 INFERENCE_MODEL_DIR = "inference_model"
@@ -93,6 +92,9 @@ def model_from_flags(train_dir: str) -> tuple[models.BaseModel, readers.BaseRead
       utils.UserError: train_dir has no model_flags.json.
     """
     model_flags = utils.read_model_flags(train_dir, "Did you run train.py on the same --train_dir?")
+    missing = [key for key in models.ORIGINAL_MODEL_FLAGS if key not in model_flags]
+    if missing:
+        raise utils.UserError(f"{utils.model_flags_path(train_dir)} lacks the keys {missing}.")
     reader = readers.create_reader(
         model_flags["frame_features"],
         model_flags["feature_names"],
@@ -118,8 +120,24 @@ def restored_model(train_dir: str, checkpoint_path: str | None = None):
     checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(train_dir)
     if not checkpoint_path:
         raise utils.UserError(f"No checkpoint found in --train_dir={train_dir}.")
-    tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+    restore_weights(tf.train.Checkpoint(model=model), checkpoint_path)
     return model, reader, checkpoint_path
+
+
+def restore_weights(checkpoint: tf.train.Checkpoint, checkpoint_path: str) -> None:
+    """Restores the model's weights (not the optimizer's); fails if any is missing.
+
+    Raises:
+      utils.UserError: the checkpoint lacks some of the model's variables, e.g. because
+        model_flags.json describes another model than the one trained.
+    """
+    try:
+        checkpoint.restore(checkpoint_path).assert_existing_objects_matched().expect_partial()
+    except AssertionError as error:
+        raise utils.UserError(
+            f"{checkpoint_path} does not match the model that model_flags.json describes: "
+            f"{str(error).split(' Showing')[0]}"
+        ) from None
 
 
 FLAGS = flags.FLAGS

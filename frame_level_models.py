@@ -3,6 +3,7 @@
 Train them with --frame_features --feature_names=rgb,audio --feature_sizes=1024,128.
 """
 
+import functools
 import math
 
 import keras
@@ -43,16 +44,18 @@ flags.DEFINE_string(
 flags.DEFINE_integer("lstm_cells", 1024, "Number of LSTM cells.")
 flags.DEFINE_integer("lstm_layers", 2, "Number of LSTM layers.")
 
-# The settings of slim.batch_norm, which the original used.
-BATCH_NORM = dict(momentum=0.999, epsilon=1e-3, center=True, scale=True)
+# The settings of slim.batch_norm, which the original used. Synchronized: with several
+# replicas, batch statistics (and so the moving averages) cover the global batch, so every
+# replica holds the same moving statistics (the original's towers updated shared ones).
+BATCH_NORM = dict(momentum=0.999, epsilon=1e-3, center=True, scale=True, synchronized=True)
 
 
 def video_level_classifier(name: str, vocab_size: int, hyperparameters: dict) -> models.BaseModel:
     """Returns the video-level model (e.g. MoeModel) that classifies the pooled frames."""
     classes = {
-        class_name: value
-        for class_name, value in vars(video_level_models).items()
-        if isinstance(value, type) and issubclass(value, models.BaseModel)
+        class_name: cls
+        for class_name, cls in models.model_classes().items()
+        if cls.__module__ == video_level_models.__name__
     }
     cls = utils.class_by_name(name, classes, "video_level_classifier_model")
     return cls(vocab_size, **hyperparameters)
@@ -193,10 +196,11 @@ class LstmModel(models.BaseModel):
         """Creates the LSTM layers and the video-level classifier."""
         super().__init__(vocab_size)
         self.lstm_cells = lstm_cells
-        self.lstms = [
-            keras.layers.LSTM(lstm_cells, return_sequences=True, unit_forget_bias=True)
-            for _ in range(lstm_layers - 1)
-        ] + [keras.layers.LSTM(lstm_cells, unit_forget_bias=True)]
+        # No cuDNN kernel: the train, eval and serving steps are XLA-compiled, and XLA has
+        # no cuDNN RNN op on GPUs.
+        lstm = functools.partial(keras.layers.LSTM, unit_forget_bias=True, use_cudnn=False)
+        self.lstms = [lstm(lstm_cells, return_sequences=True) for _ in range(lstm_layers - 1)]
+        self.lstms.append(lstm(lstm_cells))
         self.classifier = video_level_classifier(
             video_level_classifier_model, vocab_size, hyperparameters
         )

@@ -2,7 +2,8 @@
 
 Each batch is a dict:
   video_ids     string  [B]
-  video_matrix  float32 [B, D] (video level) or [B, max_frames, D] (frame level)
+  video_matrix  float32 [B, D] (video level) or [B, max_frames, D] (frame level; uint8
+                with quantized_frames=True, dequantized later by utils.model_input)
   labels        float32 [B, num_classes], multi-hot
   num_frames    int32   [B] (ones at video level)
 
@@ -135,7 +136,10 @@ class BaseReader:
         the error path) and reports the first problem found, or None if the files are
         fine and the error came from elsewhere.
         """
-        del error  # The TF message names neither the file nor the record; we find them.
+        # Only errors that bad records cause; an out-of-memory or model error is not worth
+        # re-reading (possibly terabytes of) data for.
+        if not isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
+            return None
         for path in list_files(data_pattern):
             problem = self.first_problem_in_file(path)
             if problem:
@@ -262,11 +266,10 @@ class YT8MFrameFeatureReader(BaseReader):
             first feature's length, for every feature.
         """
         super().__init__(num_classes, feature_sizes, feature_names)
+        del segment_size  # Segment mode is not ported yet.
         if segment_labels:
             raise utils.UserError("--segment_labels is not supported by this port yet.")
         self.max_frames = max_frames
-        self.segment_labels = segment_labels
-        self.segment_size = segment_size
         self.id_feature = id_feature
         self.quantized_frames = quantized_frames
 

@@ -29,8 +29,14 @@ def define_flags() -> None:
 
 def prediction_matrix(predictions_file: str, video_ids: list[str], num_classes: int):
     """Returns float [videos, classes] scores from the CSV, 0 for classes not listed."""
+    if not tf.io.gfile.exists(predictions_file):
+        raise utils.UserError(f"--predictions_file={predictions_file!r}: no such file.")
     with tf.io.gfile.GFile(predictions_file) as file:
         table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    if list(table.columns) != ["VideoId", "LabelConfidencePairs"]:
+        raise utils.UserError(
+            f"{predictions_file}: expected the header VideoId,LabelConfidencePairs."
+        )
     rows = dict(zip(table["VideoId"], table["LabelConfidencePairs"]))
     missing = [video_id for video_id in video_ids if video_id not in rows]
     if missing:
@@ -53,6 +59,8 @@ def labels_of(data_pattern: str, frame_features: bool, num_classes: int):
         for batch in reader.get_dataset(data_pattern, 1024):
             video_ids += [video_id.decode("utf-8") for video_id in batch["video_ids"].numpy()]
             labels.append(batch["labels"].numpy())
+    if not video_ids:
+        raise utils.UserError(f"--data_pattern={data_pattern!r}: the files hold no records.")
     return video_ids, np.concatenate(labels)
 
 

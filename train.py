@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import tempfile
+import threading
 import time
 
 import keras
@@ -147,7 +148,10 @@ class TrainConfig:
 
 def task_from_tf_config() -> tuple[str, int, dict]:
     """Returns (task type, task index, cluster) from TF_CONFIG; master/0 without one."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError as error:
+        raise utils.UserError(f"TF_CONFIG is not valid JSON: {error}") from None
     task = tf_config.get("task") or {"type": "master", "index": 0}
     return task.get("type", "master"), int(task.get("index", 0)), tf_config.get("cluster") or {}
 
@@ -183,7 +187,13 @@ def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
             }
         )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_physical_devices("GPU")[:num_gpu]
+    all_gpus = tf.config.list_physical_devices("GPU")
+    gpus = all_gpus[:num_gpu]
+    if len(gpus) < len(all_gpus):
+        try:  # So that --num_gpu=0 trains on the CPU, as the original did.
+            tf.config.set_visible_devices(gpus, "GPU")
+        except RuntimeError:
+            logging.warning("TensorFlow is already initialized; --num_gpu cannot hide GPUs.")
     if gpus:
         logging.info("Using the following GPUs to train: %s", [gpu.name for gpu in gpus])
     else:
@@ -356,17 +366,22 @@ class Checkpointer:
     """Saves model.ckpt-<step> in train_dir, all kept, as the original's Saver did.
 
     In multi-worker training every worker must take part in saving; only the chief writes
-    into train_dir, the others into a temporary directory that is then removed.
+    into train_dir, the others into a temporary directory that is then removed. There,
+    saves follow the global step only: workers' clocks would not agree on a 15-minute mark.
     """
 
-    def __init__(self, checkpoint: tf.train.Checkpoint, train_dir: str, chief: bool):
+    def __init__(
+        self, checkpoint: tf.train.Checkpoint, train_dir: str, chief: bool, time_based: bool
+    ):
         self.chief = chief
+        self.time_based = time_based
         directory = train_dir if chief else tempfile.mkdtemp(prefix="yt8m_worker_ckpt_")
         self.manager = tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=None, checkpoint_name=CHECKPOINT_PREFIX
         )
         self.last_save_time = time.time()
         self.last_saved_step = None
+        self.last_export_step = None  # The original's export_model_steps cadence.
 
     def save(self, global_step: int) -> None:
         """Saves a checkpoint for global_step unless one was just saved for it."""
@@ -380,9 +395,18 @@ class Checkpointer:
         self.last_save_time = time.time()
         self.last_saved_step = global_step
 
-    def due_by_time(self) -> bool:
-        """True when the last save is 15 minutes old."""
-        return time.time() - self.last_save_time >= CHECKPOINT_EVERY_SECONDS
+    def due(self, global_step: int, export_model_steps: int) -> bool:
+        """True at the first metrics step, every export_model_steps after, every 15 min."""
+        if self.time_based and time.time() - self.last_save_time >= CHECKPOINT_EVERY_SECONDS:
+            return True
+        if global_step % METRICS_EVERY_STEPS != 0:
+            return False
+        if self.last_export_step is None or (
+            global_step - self.last_export_step >= export_model_steps
+        ):
+            self.last_export_step = global_step
+            return True
+        return False
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> None:
@@ -416,12 +440,26 @@ def write_histograms(writer, global_step: int, model, raw_input) -> None:
 
 
 class StopOnSignal:
-    """Records SIGINT/SIGTERM so the loop can checkpoint and exit cleanly."""
+    """Within `with`, records SIGINT/SIGTERM so the loop can checkpoint and exit cleanly.
+
+    The previous handlers come back on exit. Off the main thread, where Python allows no
+    handlers, signals keep their default behaviour.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.signal_number = None
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signal_number, self.record)
+        self.previous = {}
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {number: signal.signal(number, self.record) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *unused_exception) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
     def record(self, signal_number, unused_frame):
         """Signal handler: remember the signal; the loop stops after the current step."""
@@ -450,31 +488,38 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         # Frames stay uint8 through the input pipeline; the XLA-compiled step dequantizes.
         quantized_frames=config.frame_features,
     )
-    if not config.train_data_pattern or not tf.io.gfile.glob(config.train_data_pattern):
+    train_files = tf.io.gfile.glob(config.train_data_pattern) if config.train_data_pattern else []
+    if not train_files:
         raise utils.UserError(
             f"Unable to find training files. data_pattern='{config.train_data_pattern}'."
         )
-    prepare_train_dir(config, chief)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if multi_worker and config.max_steps is None:
+        # Workers whose shards run out at different steps would block each other.
+        raise utils.UserError(
+            "Training on several workers needs --max_steps (the data then repeats until "
+            "every worker has run that many steps)."
+        )
 
+    # Every name (model, optimizer, loss) is checked before model_flags.json is written.
     global_batch_size = config.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         model = models.create_built_model(config.model, reader, config.model_hyperparameters)
         optimizer = create_optimizer(config, global_batch_size)
         optimizer.build(model.trainable_variables)
     label_loss_fn = utils.class_by_name(config.label_loss, losses.LOSSES, "label_loss")()
+    prepare_train_dir(config, chief)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     restore_latest(checkpoint, config)
-    checkpointer = Checkpointer(checkpoint, config.train_dir, chief)
+    checkpointer = Checkpointer(checkpoint, config.train_dir, chief, time_based=not multi_worker)
 
     logging.info("Using batch size of %d for training.", global_batch_size)
-    logging.info(
-        "Number of training files: %d.", len(readers.list_files(config.train_data_pattern))
-    )
+    logging.info("Number of training files: %d.", len(train_files))
     dataset = reader.get_dataset(
         config.train_data_pattern,
         global_batch_size,
         training=True,
-        num_epochs=config.num_epochs,
+        num_epochs=-1 if multi_worker else config.num_epochs,
         num_readers=config.num_readers,
     )
     train_step = make_train_step(model, optimizer, label_loss_fn, config, strategy)
@@ -495,83 +540,31 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
 def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpointer, writer) -> int:
     """Runs train steps over the dataset; returns the final global step."""
-    stop = StopOnSignal()
     global_step = int(optimizer.iterations.numpy())
     if config.max_steps is not None and global_step >= config.max_steps:
         logging.info("%s: Global step %d already reached max_steps.", task_name(), global_step)
         return global_step
-    last_histograms = 0.0
     logging.info("%s: Entering training loop.", task_name())
     iterator = iter(dataset)
-    while True:
-        start = time.time()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            logging.info("%s: Done training -- epoch limit reached.", task_name())
-            break
-        outputs = train_step(batch)
-        label_loss = float(outputs["label_loss"])
-        reg_loss = float(outputs["reg_loss"])
-        global_step = int(optimizer.iterations.numpy())
-        num_examples = sum(
-            int(tf.shape(part)[0]) for part in strategy.experimental_local_results(batch["labels"])
-        )
-        examples_per_second = num_examples / (time.time() - start)
-        loss = label_loss + config.regularization_penalty * reg_loss
-        if not np.isfinite(loss):
-            raise utils.UserError(
-                f"The loss became {loss} at step {global_step}; stopping without saving this "
-                "state. Try a smaller --base_learning_rate or --clip_gradient_norm."
-            )
-        if writer is not None and global_step % METRICS_EVERY_STEPS == 0:
-            predictions = local_values(strategy, outputs["predictions"])
-            labels = local_values(strategy, outputs["labels"])
-            hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
-            perr = eval_util.calculate_precision_at_equal_recall_rate(predictions, labels)
-            gap = eval_util.calculate_gap(predictions, labels)
-            logging.info(
-                "training step %d | Loss: %.2f Examples/sec: %.2f | Hit@1: %.2f PERR: %.2f "
-                "GAP: %.2f",
-                global_step,
-                loss,
-                examples_per_second,
-                hit_at_one,
-                perr,
-                gap,
-            )
-            summaries = {
-                "model/Training_Hit@1": hit_at_one,
-                "model/Training_Perr": perr,
-                "model/Training_GAP": gap,
-                "global_step/Examples/Second": examples_per_second,
-                "learning_rate": optimizer.learning_rate,
-                "label_loss": label_loss,
-            }
-            if config.regularization_penalty != 0:
-                summaries["reg_loss"] = reg_loss
-            write_training_summaries(writer, global_step, summaries)
-            if time.time() - last_histograms >= HISTOGRAMS_EVERY_SECONDS:
-                raw_input = local_values(strategy, batch["video_matrix"])
-                if raw_input.dtype == np.uint8:
-                    num_frames = local_values(strategy, batch["num_frames"])
-                    raw_input = utils.dequantize_frames([raw_input], [num_frames])
-                write_histograms(writer, global_step, model, raw_input)
-                last_histograms = time.time()
-        else:
-            logging.info(
-                "training step %d | Loss: %.2f Examples/sec: %.2f",
-                global_step,
-                loss,
-                examples_per_second,
-            )
-        if checkpoint_due(config, checkpointer, global_step):
-            checkpointer.save(global_step)
-        if stop.signal_number is not None:
-            logging.info("%s: Received signal %d.", task_name(), stop.signal_number)
-            break
-        if config.max_steps is not None and global_step >= config.max_steps:
-            break
+    metrics = TrainingMetrics(config, strategy, model, optimizer, writer)
+    with StopOnSignal() as stop:
+        while True:
+            start = time.time()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                logging.info("%s: Done training -- epoch limit reached.", task_name())
+                break
+            outputs = train_step(batch)
+            global_step = int(optimizer.iterations.numpy())
+            metrics.log(global_step, batch, outputs, time.time() - start)
+            if checkpointer.due(global_step, config.export_model_steps):
+                checkpointer.save(global_step)
+            if stop.signal_number is not None:
+                logging.info("%s: Received signal %d.", task_name(), stop.signal_number)
+                break
+            if config.max_steps is not None and global_step >= config.max_steps:
+                break
     checkpointer.save(global_step)
     logging.info("%s: Exited training loop.", task_name())
     logging.info(
@@ -583,14 +576,73 @@ def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpoint
     return global_step
 
 
-def checkpoint_due(config: TrainConfig, checkpointer: Checkpointer, global_step: int) -> bool:
-    """True at the first metrics step, every export_model_steps after it, and every 15 min."""
-    if checkpointer.due_by_time():
-        return True
-    if global_step % METRICS_EVERY_STEPS != 0:
-        return False
-    last = checkpointer.last_saved_step
-    return last is None or global_step - last >= config.export_model_steps
+class TrainingMetrics:
+    """Logs each step as the original did; every 10 steps (chief only) Hit@1, PERR, GAP."""
+
+    def __init__(self, config, strategy, model, optimizer, writer):
+        self.config = config
+        self.strategy = strategy
+        self.model = model
+        self.optimizer = optimizer
+        self.writer = writer
+        self.last_histograms = 0.0
+
+    def log(self, global_step: int, batch, outputs, seconds: float) -> None:
+        """Logs one step; stops training (UserError) on a NaN or infinite loss."""
+        label_loss = float(outputs["label_loss"])
+        reg_loss = float(outputs["reg_loss"])
+        if not np.isfinite(label_loss + self.config.regularization_penalty * reg_loss):
+            raise utils.UserError(
+                f"The loss became {label_loss + reg_loss} at step {global_step}; stopping "
+                "without saving this state. Try a smaller --base_learning_rate or "
+                "--clip_gradient_norm."
+            )
+        num_examples = sum(
+            int(tf.shape(part)[0])
+            for part in self.strategy.experimental_local_results(batch["labels"])
+        )
+        examples_per_second = num_examples / seconds
+        # Faithful: the logged loss is the label loss, as the original's "loss" collection.
+        if self.writer is None or global_step % METRICS_EVERY_STEPS != 0:
+            logging.info(
+                "training step %d | Loss: %.2f Examples/sec: %.2f",
+                global_step,
+                label_loss,
+                examples_per_second,
+            )
+            return
+        predictions = local_values(self.strategy, outputs["predictions"])
+        labels = local_values(self.strategy, outputs["labels"])
+        hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
+        perr = eval_util.calculate_precision_at_equal_recall_rate(predictions, labels)
+        gap = eval_util.calculate_gap(predictions, labels)
+        logging.info(
+            "training step %d | Loss: %.2f Examples/sec: %.2f | Hit@1: %.2f PERR: %.2f GAP: %.2f",
+            global_step,
+            label_loss,
+            examples_per_second,
+            hit_at_one,
+            perr,
+            gap,
+        )
+        summaries = {
+            "model/Training_Hit@1": hit_at_one,
+            "model/Training_Perr": perr,
+            "model/Training_GAP": gap,
+            "global_step/Examples/Second": examples_per_second,
+            "learning_rate": self.optimizer.learning_rate,
+            "label_loss": label_loss,
+        }
+        if self.config.regularization_penalty != 0:
+            summaries["reg_loss"] = reg_loss
+        write_training_summaries(self.writer, global_step, summaries)
+        if time.time() - self.last_histograms >= HISTOGRAMS_EVERY_SECONDS:
+            raw_input = local_values(self.strategy, batch["video_matrix"])
+            if raw_input.dtype == np.uint8:
+                num_frames = local_values(self.strategy, batch["num_frames"])
+                raw_input = utils.dequantize_frames([raw_input], [num_frames])
+            write_histograms(self.writer, global_step, self.model, raw_input)
+            self.last_histograms = time.time()
 
 
 def main(argv):

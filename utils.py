@@ -40,7 +40,9 @@ def define_common_flags(*, train_dir: str, batch_size: int, num_readers: int) ->
         "Directory of the checkpoints, summaries, model_flags.json and inference model.",
     )
     flags.DEFINE_integer("batch_size", batch_size, "Videos per batch (per GPU when training).")
-    flags.DEFINE_integer("num_readers", num_readers, "Files read in parallel.")
+    flags.DEFINE_integer(
+        "num_readers", num_readers, "Files read at once in training (evaluation reads in order)."
+    )
     flags.DEFINE_bool(
         "segment_labels",
         False,
@@ -63,8 +65,7 @@ def write_or_check_model_flags(train_dir: str, model_flags: dict) -> None:
     """
     path = model_flags_path(train_dir)
     if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as file:
-            existing = json.load(file)
+        existing = load_json(path)
         if existing != model_flags:
             logging.error(
                 "Model flags do not match existing file %s. Please delete the file, change "
@@ -87,8 +88,19 @@ def read_model_flags(train_dir: str, hint: str) -> dict:
     path = model_flags_path(train_dir)
     if not tf.io.gfile.exists(path):
         raise UserError(f"Cannot find file {path}. {hint}")
+    return load_json(path)
+
+
+def load_json(path: str) -> dict:
+    """Returns a JSON object read from a file; a malformed one is a UserError."""
     with tf.io.gfile.GFile(path) as file:
-        return json.load(file)
+        try:
+            value = json.load(file)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} should hold a JSON object.")
+    return value
 
 
 def write_text_atomically(path: str, text: str) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import run_script
+from conftest import one_error_line, run_script
 
 import eval_util
 import export_model
@@ -176,6 +176,18 @@ def test_model_learns_then_evaluates_and_predicts_from_the_command_line(
     table = pd.read_csv(output, keep_default_na=False)
     assert len(table) == 100
     assert all(len(pairs.split()) == 40 for pairs in table["LabelConfidencePairs"])
+    if name == "FrameLevelLogisticModel":  # Video-level files for a frame-level model.
+        result = run_script(
+            "inference.py",
+            f"--train_dir={train_dir}",
+            f"--output_file={tmp_path / 'wrong.csv'}",
+            f"--input_data_pattern={sample_data}/video/test0000.tfrecord",
+            check=False,
+        )
+        line = one_error_line(result)
+        assert (
+            "test0000.tfrecord: record 0: a video-level tf.train.Example, but frame-level" in line
+        )
 
 
 def test_batch_norm_statistics_are_trained_saved_and_used_in_eval_and_export(sample_data, tmp_path):
