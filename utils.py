@@ -217,6 +217,40 @@ def model_input(video_matrix: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
     return tf.nn.l2_normalize(video_matrix, axis=-1)
 
 
+def add_global_step_summary(writer, global_step: int, info: dict, scope: str) -> str:
+    """Writes one batch's GlobalStep/<scope>_* scalars; returns the original's log text."""
+    with writer.as_default(step=global_step):
+        tf.summary.scalar(f"GlobalStep/{scope}_Hit@1", info["hit_at_one"])
+        tf.summary.scalar(f"GlobalStep/{scope}_Perr", info["perr"])
+        tf.summary.scalar(f"GlobalStep/{scope}_Loss", info["loss"])
+        if info.get("examples_per_second", -1) != -1:
+            tf.summary.scalar(f"GlobalStep/{scope}_Example_Second", info["examples_per_second"])
+    writer.flush()
+    return (
+        f"global_step {global_step} | Batch Hit@1: {info['hit_at_one']:.3f} | "
+        f"Batch PERR: {info['perr']:.3f} | Batch Loss: {info['loss']:.3f} | "
+        f"Examples_per_sec: {info.get('examples_per_second', -1):.3f}"
+    )
+
+
+def add_epoch_summary(writer, global_step: int, info: dict, scope: str) -> str:
+    """Writes the Epoch/<scope>_* scalars of a whole evaluation; returns the log text."""
+    mean_ap = float(np.mean(info["aps"])) if info["aps"] else 0.0
+    with writer.as_default(step=global_step):
+        tf.summary.scalar(f"Epoch/{scope}_Avg_Hit@1", info["avg_hit_at_one"])
+        tf.summary.scalar(f"Epoch/{scope}_Avg_Perr", info["avg_perr"])
+        tf.summary.scalar(f"Epoch/{scope}_Avg_Loss", info["avg_loss"])
+        tf.summary.scalar(f"Epoch/{scope}_MAP", mean_ap)
+        tf.summary.scalar(f"Epoch/{scope}_GAP", info["gap"])
+    writer.flush()
+    # Faithful: the loss is formatted {:3f} (width 3, six decimals), as the original did.
+    return (
+        f"epoch/eval number {info['epoch_id']} | Avg_Hit@1: {info['avg_hit_at_one']:.3f} | "
+        f"Avg_PERR: {info['avg_perr']:.3f} | MAP: {mean_ap:.3f} | GAP: {info['gap']:.3f} | "
+        f"Avg_Loss: {info['avg_loss']:3f} | num_classes: {len(info['aps'])}"
+    )
+
+
 def exit_on_user_error(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Wraps an absl `main` so that a UserError prints one line and exits with status 1."""
 

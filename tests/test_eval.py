@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, one_error_line, run_script, summary_events
+from conftest import REPO, checkpoint_predictions, one_error_line, run_script, summary_events
 
 import eval_util
 import export_model
@@ -50,14 +50,10 @@ def trained(sample_data, tmp_path_factory):
 
 def expected_metrics(train_dir, sample_data) -> dict:
     """The metrics of the restored model's own predictions, computed here in one piece."""
-    model, reader, _ = export_model.restored_model(train_dir)
-    predictions, labels = [], []
-    for batch in reader.get_dataset(f"{sample_data}/video/validate*.tfrecord", 100):
-        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
-        predictions.append(model(model_input)["predictions"].numpy())
-        labels.append(batch["labels"].numpy())
-    predictions, labels = np.concatenate(predictions), np.concatenate(labels)
-    metrics = eval_util.EvaluationMetrics(reader.num_classes, 20, None)
+    _, predictions, labels = checkpoint_predictions(
+        train_dir, f"{sample_data}/video/validate*.tfrecord"
+    )
+    metrics = eval_util.EvaluationMetrics(labels.shape[1], 20, None)
     metrics.accumulate(predictions, labels, np.zeros(1))
     result = metrics.get()
     return {

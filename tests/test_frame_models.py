@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import one_error_line, run_script
+from conftest import checkpoint_predictions, one_error_line, run_script
 
 import eval_util
 import export_model
@@ -117,17 +117,6 @@ def test_frame_pooling_methods():
         model_util.FramePooling(frames, "attention")
 
 
-def frame_dataset_predictions(train_dir, pattern):
-    model, reader, _ = export_model.restored_model(train_dir)
-    predictions, labels, ids = [], [], []
-    for batch in reader.get_dataset(pattern, 50):
-        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
-        predictions.append(model(model_input, num_frames=batch["num_frames"])["predictions"])
-        labels.append(batch["labels"].numpy())
-        ids += [video_id.decode() for video_id in batch["video_ids"].numpy()]
-    return ids, np.concatenate(predictions), np.concatenate(labels)
-
-
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_model_learns_then_evaluates_and_predicts_from_the_command_line(
     name, sample_data, tmp_path
@@ -145,7 +134,7 @@ def test_model_learns_then_evaluates_and_predicts_from_the_command_line(
         "--max_steps=120",
         "--num_epochs=100",
     )
-    _, predictions, labels = frame_dataset_predictions(
+    _, predictions, labels = checkpoint_predictions(
         str(train_dir), f"{sample_data}/frame/validate*.tfrecord"
     )
     gap = eval_util.calculate_gap(predictions, labels)

@@ -6,10 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import one_error_line, run_script
-
-import export_model
-import utils
+from conftest import checkpoint_predictions, one_error_line, run_script
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 
@@ -47,17 +44,6 @@ def read_predictions(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"VideoId": str}, keep_default_na=False)
 
 
-def model_predictions(train_dir, data_pattern):
-    """(video ids, [videos, classes] predictions) of the checkpoint model itself."""
-    model, reader, _ = export_model.restored_model(train_dir)
-    ids, predictions = [], []
-    for batch in reader.get_dataset(data_pattern, 64):
-        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
-        predictions.append(model(model_input)["predictions"].numpy())
-        ids += [video_id.decode() for video_id in batch["video_ids"].numpy()]
-    return ids, np.concatenate(predictions)
-
-
 def parse_pairs(text: str):
     values = text.split()
     return np.array(values[0::2], int), np.array(values[1::2], float)
@@ -69,7 +55,7 @@ def test_predictions_csv_holds_each_videos_top_20_in_order(trained, sample_data,
     result = predict(trained, pattern, output)
     assert open(output).readline() == "VideoId,LabelConfidencePairs\n"
     table = read_predictions(output)
-    ids, predictions = model_predictions(trained, pattern)
+    ids, predictions, _ = checkpoint_predictions(trained, pattern)
     assert list(table["VideoId"]) == ids  # Every input video once, in input order.
     for row, pairs in enumerate(table["LabelConfidencePairs"]):
         classes, scores = parse_pairs(pairs)
