@@ -3,7 +3,6 @@
 Train them with --frame_features --feature_names=rgb,audio --feature_sizes=1024,128.
 """
 
-import functools
 import math
 
 import keras
@@ -196,11 +195,21 @@ class LstmModel(models.BaseModel):
         """Creates the LSTM layers and the video-level classifier."""
         super().__init__(vocab_size)
         self.lstm_cells = lstm_cells
+        self.lstm_layers = lstm_layers
         # No cuDNN kernel: the train, eval and serving steps are XLA-compiled, and XLA has
-        # no cuDNN RNN op on GPUs.
-        lstm = functools.partial(keras.layers.LSTM, unit_forget_bias=True, use_cudnn=False)
-        self.lstms = [lstm(lstm_cells, return_sequences=True) for _ in range(lstm_layers - 1)]
-        self.lstms.append(lstm(lstm_cells))
+        # no cuDNN RNN op on GPUs. One attribute per layer: checkpoints do not see layers
+        # held in a list.
+        for layer in range(lstm_layers):
+            setattr(
+                self,
+                f"lstm_{layer}",
+                keras.layers.LSTM(
+                    lstm_cells,
+                    return_sequences=layer < lstm_layers - 1,
+                    unit_forget_bias=True,
+                    use_cudnn=False,
+                ),
+            )
         self.classifier = video_level_classifier(
             video_level_classifier_model, vocab_size, hyperparameters
         )
@@ -215,6 +224,6 @@ class LstmModel(models.BaseModel):
         """
         mask = tf.sequence_mask(num_frames, tf.shape(model_input)[1])
         outputs = model_input
-        for lstm in self.lstms:
-            outputs = lstm(outputs, mask=mask)
+        for layer in range(self.lstm_layers):
+            outputs = getattr(self, f"lstm_{layer}")(outputs, mask=mask)
         return self.classifier.create_model(outputs, vocab_size)

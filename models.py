@@ -137,7 +137,23 @@ def create_built_model(name: str, reader, hyperparameters: dict[str, Any]) -> Ba
     max_frames = getattr(reader, "max_frames", None)
     shape = [1, max_frames, input_size] if max_frames else [1, input_size]
     model(tf.zeros(shape), num_frames=tf.ones([1], tf.int32), training=False)
+    untracked = untracked_weights(model)
+    if untracked:
+        raise TypeError(
+            f"{name}: checkpoints would not save {', '.join(untracked)}; assign each layer "
+            "to an attribute of its own (Keras 3 checkpoints skip layers held in lists)"
+        )
     return model
+
+
+def untracked_weights(model: keras.Model) -> list[str]:
+    """Returns the paths of the model's weights that a tf.train.Checkpoint would not save.
+
+    Checkpoints follow object attributes; a weight reached otherwise (through a layer held
+    in a list, in Keras 3) would silently keep its initial value on restore.
+    """
+    tracked = {id(item) for item in tf.train.TrackableView(model).descendants()}
+    return [weight.path for weight in model.weights if id(weight) not in tracked]
 
 
 def model_settings(model_flags: dict) -> tuple[str, dict[str, Any]]:

@@ -1,11 +1,15 @@
 """The training maths on tiny hand-set weights, against NumPy written here."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import export_model
+import frame_level_models
 import losses
 import models
+import readers
 import train
 import video_level_models
 
@@ -160,3 +164,45 @@ def test_registry_finds_video_level_models_and_passes_hyperparameters():
     model = models.create_model("MoeModel", 7, {"moe_num_mixtures": 4, "unrelated_flag": 1})
     assert isinstance(model, video_level_models.MoeModel) and model.num_mixtures == 4
     assert {"LogisticModel", "MoeModel"} <= set(models.model_classes())
+
+
+SMALL_HYPERPARAMETERS = {
+    "lstm_cells": 8,
+    "lstm_layers": 2,
+    "dbof_cluster_size": 16,
+    "dbof_hidden_size": 8,
+    "iterations": 4,
+    "moe_num_mixtures": 2,
+}
+
+
+@pytest.mark.parametrize("name", sorted(models.model_classes()))
+def test_a_checkpoint_restores_every_weight_of_every_model(name, tmp_path):
+    frame_level = name in vars(frame_level_models)
+    reader = (
+        readers.YT8MFrameFeatureReader(max_frames=6)
+        if frame_level
+        else readers.YT8MAggregatedFeatureReader()
+    )
+    trained = models.create_built_model(name, reader, SMALL_HYPERPARAMETERS)
+    path = tf.train.Checkpoint(model=trained).save(str(tmp_path / "model.ckpt"))
+    fresh = models.create_built_model(name, reader, SMALL_HYPERPARAMETERS)
+    export_model.restore_weights(tf.train.Checkpoint(model=fresh), path)
+    assert len(fresh.weights) == len(trained.weights) > 0
+    for restored, saved in zip(fresh.weights, trained.weights):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=saved.path)
+
+
+class LayersInAList(models.BaseModel):
+    def __init__(self, vocab_size, **unused):
+        super().__init__(vocab_size)
+        self.layers_in_a_list = [keras.layers.Dense(vocab_size, activation="sigmoid")]
+
+    def create_model(self, model_input, vocab_size, **unused_params):
+        return {"predictions": self.layers_in_a_list[0](model_input)}
+
+
+def test_a_model_whose_weights_checkpoints_would_miss_is_refused(monkeypatch):
+    monkeypatch.setattr(video_level_models, "LayersInAList", LayersInAList, raising=False)
+    with pytest.raises(TypeError, match="LayersInAList: checkpoints would not save .*kernel"):
+        models.create_built_model("LayersInAList", readers.YT8MAggregatedFeatureReader(), {})
