@@ -203,6 +203,12 @@ def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def num_workers(strategy: tf.distribute.MultiWorkerMirroredStrategy) -> int:
+    """Returns the number of worker processes (chief included) training together."""
+    cluster = strategy.cluster_resolver.cluster_spec()
+    return sum(cluster.num_tasks(job) for job in cluster.jobs)
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True for the one process that writes checkpoints, summaries and model_flags.json."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -499,6 +505,14 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         raise utils.UserError(
             "Training on several workers needs --max_steps (the data then repeats until "
             "every worker has run that many steps)."
+        )
+    if multi_worker and len(train_files) < num_workers(strategy):
+        # tf.data then shards by record instead of by file, on each worker's own shuffle.
+        logging.warning(
+            "%d training files for %d workers: workers may read the same records; "
+            "split the data into at least one file per worker.",
+            len(train_files),
+            num_workers(strategy),
         )
 
     # Every name (model, optimizer, loss) is checked before model_flags.json is written.

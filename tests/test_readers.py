@@ -146,6 +146,32 @@ def test_training_mode_shuffles_records(sample_data):
     assert list(shuffled) != list(in_order)
 
 
+def test_workers_sharding_the_training_pipeline_read_whole_distinct_files(sample_data):
+    # MultiWorkerMirroredStrategy shards a dataset with tf.data's auto-shard rewrite
+    # (AUTO policy: by file where it can find the files, else by record, which on a
+    # shuffled pipeline would let workers read the same records). Applied here directly,
+    # for two workers over the three training files, with each worker's own file order.
+    from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
+
+    reader = readers.YT8MAggregatedFeatureReader(**VIDEO_FEATURES)
+    pattern = f"{sample_data}/video/train*.tfrecord"
+    file_of = {
+        video_id: path
+        for path in sorted(glob.glob(pattern))
+        for video_id in all_batches(reader.get_dataset(path, 100))["video_ids"]
+    }
+    for _ in range(3):
+        read = [
+            all_batches(
+                _AutoShardDataset(reader.get_dataset(pattern, 32, training=True), 2, worker)
+            )["video_ids"]
+            for worker in range(2)
+        ]
+        files = [{file_of[video_id] for video_id in ids} for ids in read]
+        assert files[0].isdisjoint(files[1]) and len(files[0] | files[1]) == 3
+        assert sorted([*read[0], *read[1]]) == sorted(file_of)
+
+
 @pytest.mark.parametrize(
     "names,sizes,columns",
     [

@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import REPO
 
@@ -112,7 +113,8 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_two_workers_finish_with_identical_weights(sample_data, tmp_path):
+@pytest.mark.parametrize("files", ["train*.tfrecord", "train0000.tfrecord"])
+def test_two_workers_finish_with_identical_weights(sample_data, tmp_path, files):
     ports = free_ports(2)
     cluster = {"master": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"]}
     processes = []
@@ -126,7 +128,7 @@ def test_two_workers_finish_with_identical_weights(sample_data, tmp_path):
                 [
                     sys.executable,
                     os.path.join(REPO, "train.py"),
-                    f"--train_data_pattern={sample_data}/video/train*.tfrecord",
+                    f"--train_data_pattern={sample_data}/video/{files}",
                     f"--train_dir={train_dir}",
                     "--feature_names=mean_rgb,mean_audio",
                     "--feature_sizes=1024,128",
@@ -160,3 +162,6 @@ def test_two_workers_finish_with_identical_weights(sample_data, tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "worker")) is None
     assert "training step 10 |" in outputs[0] and "Hit@1" in outputs[0]
     assert np.all(["Hit@1" not in line for line in outputs[1].splitlines()])
+    # One file for two workers: tf.data shards records, not files, and both are told so.
+    warned = ["1 training files for 2 workers: workers may read the same" in o for o in outputs]
+    assert warned == [files == "train0000.tfrecord"] * 2
