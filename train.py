@@ -506,13 +506,14 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             "Training on several workers needs --max_steps (the data then repeats until "
             "every worker has run that many steps)."
         )
-    if multi_worker and len(train_files) < num_workers(strategy):
+    workers = num_workers(strategy) if multi_worker else 1
+    if len(train_files) < workers:
         # tf.data then shards by record instead of by file, on each worker's own shuffle.
         logging.warning(
             "%d training files for %d workers: workers may read the same records; "
             "split the data into at least one file per worker.",
             len(train_files),
-            num_workers(strategy),
+            workers,
         )
 
     # Every name (model, optimizer, loss) is checked before model_flags.json is written.
