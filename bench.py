@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 from absl import app, flags
@@ -84,19 +85,26 @@ def pattern_bytes(data_pattern: str) -> int:
     return sum(tf.io.gfile.stat(path).length for path in readers.list_files(data_pattern))
 
 
-def median_seconds_per_pass(dataset: tf.data.Dataset) -> tuple[float, int]:
-    """Returns (median seconds per full pass, videos per pass), after a warm-up pass."""
+def median_rates(jobs: dict[str, Callable[[], int]]) -> dict[str, float]:
+    """Returns each job's median items per second; a job returns how many items it did.
 
-    def one_pass() -> int:
-        return sum(int(tf.shape(batch["video_ids"])[0]) for batch in dataset)
-
-    num_videos = one_pass()
-    timings = []
+    After one warm-up run of each, the jobs take turns for --repeats rounds, so machine
+    noise falls on all of them alike.
+    """
+    for job in jobs.values():
+        job()
+    rates = {name: [] for name in jobs}
     for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        one_pass()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings), num_videos
+        for name, job in jobs.items():
+            start = time.perf_counter()
+            count = job()
+            rates[name].append(count / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def videos_in_one_pass(dataset: tf.data.Dataset) -> Callable[[], int]:
+    """Returns a job that reads the dataset once and returns the number of videos."""
+    return lambda: sum(int(tf.shape(batch["video_ids"])[0]) for batch in dataset)
 
 
 def naive_video_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.Dataset:
@@ -166,16 +174,16 @@ def naive_frame_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.D
 
 def report_pair(label: str, data_pattern: str, fast: tf.data.Dataset, naive: tf.data.Dataset):
     """Times both pipelines over the same files and prints videos/s, MB/s and the ratio."""
-    megabytes = pattern_bytes(data_pattern) / 1e6
-    fast_seconds, num_videos = median_seconds_per_pass(fast)
-    naive_seconds, naive_videos = median_seconds_per_pass(naive)
-    assert num_videos == naive_videos, (num_videos, naive_videos)
-    for name, seconds in (("reader", fast_seconds), ("naive", naive_seconds)):
-        print(
-            f"{label} {name:>6}: {num_videos / seconds:10,.0f} videos/s "
-            f"{megabytes / seconds:8,.1f} MB/s  ({num_videos} videos, {seconds:.2f} s/pass)"
-        )
-    print(f"{label}  ratio: {naive_seconds / fast_seconds:.2f}x the naive pipeline")
+    megabytes_per_video = pattern_bytes(data_pattern) / 1e6 / num_records(data_pattern)
+    rates = median_rates({"reader": videos_in_one_pass(fast), "naive": videos_in_one_pass(naive)})
+    for name, rate in rates.items():
+        print(f"{label} {name:>6}: {rate:10,.0f} videos/s {rate * megabytes_per_video:8,.1f} MB/s")
+    print(f"{label}  ratio: {rates['reader'] / rates['naive']:.2f}x the naive pipeline")
+
+
+def num_records(data_pattern: str) -> int:
+    """Returns the number of records in the files matching a pattern."""
+    return sum(1 for _ in tf.data.TFRecordDataset(readers.list_files(data_pattern)))
 
 
 def bench_readers() -> None:
@@ -329,14 +337,12 @@ def bench_eval() -> None:
         train_dir, _, _ = untrained_train_dir(model_name, data_format)
         evaluator = eval_module.Evaluator(train_dir, data_pattern, batch_size, 20, 8)
         evaluator.checkpoint.restore(tf.train.latest_checkpoint(train_dir))
-        num_videos = 0
         timings = []
         for _ in range(FLAGS.repeats + 1):  # The first pass traces and compiles.
             start = time.perf_counter()
             evaluator.evaluate(1)
             timings.append(time.perf_counter() - start)
-        num_videos = sum(1 for _ in tf.data.TFRecordDataset(readers.list_files(data_pattern)))
-        rate = num_videos / statistics.median(timings[1:])
+        rate = num_records(data_pattern) / statistics.median(timings[1:])
         print(
             f"eval {model_name:23s} batch {batch_size}: {rate:8,.0f} ex/s, original "
             f"{original:,} ex/s, ratio {rate / original:.2f}x"
@@ -351,27 +357,36 @@ def bench_inference() -> None:
         export_model.export(model, reader, inference.inference_model_dir(train_dir))
         serve = export_model.load(inference.inference_model_dir(train_dir))
         output_file = os.path.join(train_dir, "predictions.csv")
-        timings = []
-        for _ in range(FLAGS.repeats + 1):  # The first pass warms up.
-            start = time.perf_counter()
-            num_videos = inference.write_predictions(
-                serve, reader, data_pattern, output_file, batch_size, 20
-            )
-            timings.append(time.perf_counter() - start)
-        batched = num_videos / statistics.median(timings[1:])
         records = [
-            r.numpy() for r in tf.data.TFRecordDataset(readers.list_files(data_pattern)).take(200)
+            r.numpy() for r in tf.data.TFRecordDataset(readers.list_files(data_pattern)).take(500)
         ]
-        serve(example_bytes=tf.constant(records[:1]))
-        start = time.perf_counter()
-        for record in records:
-            serve(example_bytes=tf.constant([record]))["predictions"].numpy()
-        one_at_a_time = len(records) / (time.perf_counter() - start)
+        rates = median_rates(
+            {
+                "batched": functools.partial(
+                    inference.write_predictions,
+                    serve,
+                    reader,
+                    data_pattern,
+                    output_file,
+                    batch_size,
+                    20,
+                ),
+                "single": functools.partial(served_one_at_a_time, serve, records),
+            }
+        )
+        batched, one_at_a_time = rates["batched"], rates["single"]
         print(
             f"inference {model_name:23s}: {batched:8,.0f} videos/s end to end, "
             f"{one_at_a_time:6,.0f} one record at a time, ratio {batched / one_at_a_time:.1f}x; "
             f"original {original:,}/s, ratio {batched / original:.2f}x"
         )
+
+
+def served_one_at_a_time(serve, records: list[bytes]) -> int:
+    """Sends each serialized record to the SavedModel alone; returns how many were sent."""
+    for record in records:
+        serve(example_bytes=tf.constant([record]))["predictions"].numpy()
+    return len(records)
 
 
 def bench_frame() -> None:
