@@ -17,7 +17,7 @@ import utils
 
 FRAME_FLAGS = ("--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128")
 # Small sizes for a short run, and the GAP each reaches on validate after 120 steps at
-# least (random scores reach about 1e-5; the LSTM reached 0.025-0.04 in trial runs).
+# least (random scores reach about 1e-5; the LSTM reached 0.014-0.04 in trial runs).
 SMALL = {
     "FrameLevelLogisticModel": ((), 0.05),
     "DbofModel": (
@@ -30,7 +30,7 @@ SMALL = {
         ),
         0.01,
     ),
-    "LstmModel": (("--lstm_cells=64", "--lstm_layers=1", "--base_learning_rate=0.01"), 0.005),
+    "LstmModel": (("--lstm_cells=64", "--lstm_layers=1", "--base_learning_rate=0.01"), 0.003),
 }
 
 
