@@ -84,3 +84,17 @@ def sample_data(tmp_path_factory) -> str:
         "--num_shards=3",
         "--mean_frames=20",
     )
+
+
+def assert_top_k(predictions: np.ndarray, classes, scores, k: int) -> None:
+    """Asserts that (classes, scores) are a video's top k of predictions, in order.
+
+    Each score is the model's own for its class, scores descend, and no other class
+    scores higher. The served model is XLA-compiled, so classes whose scores differ by
+    float rounding (~1e-7) may come in either order; exact index equality would be flaky.
+    """
+    classes, scores = np.asarray(classes), np.asarray(scores)
+    assert len(set(classes.tolist())) == len(classes) == k
+    np.testing.assert_allclose(scores, predictions[classes], rtol=1e-5)
+    assert np.all(np.diff(scores) <= 1e-6)
+    assert np.delete(predictions, classes).max() <= scores.min() + 1e-6

@@ -11,7 +11,14 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, checkpoint_predictions, one_error_line, run_script, summary_events
+from conftest import (
+    REPO,
+    assert_top_k,
+    checkpoint_predictions,
+    one_error_line,
+    run_script,
+    summary_events,
+)
 
 import eval_util
 import export_model
@@ -108,7 +115,9 @@ def test_summaries_are_written_to_train_dir_eval_at_the_checkpoint_step(trained,
     gap_events = events.Tensors("Epoch/Eval_GAP")
     assert [event.step for event in gap_events] == [40]
     gap = float(tf.make_ndarray(gap_events[0].tensor_proto))
-    assert gap == pytest.approx(expected_metrics(train_dir, sample_data)["gap"], rel=1e-5)
+    # Not to the last bit: eval.py's XLA-compiled forward pass may order classes whose
+    # scores differ by float rounding otherwise than the test's eager one.
+    assert gap == pytest.approx(expected_metrics(train_dir, sample_data)["gap"], abs=1e-4)
 
 
 LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
@@ -142,10 +151,9 @@ def test_inference_model_reproduces_the_checkpoint_in_a_fresh_process(
     batch = next(iter(reader.get_dataset(shard, 1000)))
     model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
     predictions = model(model_input)["predictions"].numpy()
-    top = tf.nn.top_k(predictions, 20)
     np.testing.assert_array_equal(served["video_id"], batch["video_ids"].numpy())
-    np.testing.assert_array_equal(served["class_indexes"], top.indices.numpy())
-    np.testing.assert_allclose(served["predictions"], top.values.numpy(), rtol=1e-5)
+    for row, (classes, scores) in enumerate(zip(served["class_indexes"], served["predictions"])):
+        assert_top_k(predictions[row], classes, scores, k=20)
 
 
 def test_loop_mode_evaluates_each_new_checkpoint_once(sample_data, tmp_path):
