@@ -9,19 +9,26 @@ Example:
       --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128
 """
 
+import dataclasses
+
 import numpy as np
-from absl import app, flags
 
+import cli
 import readers
-import utils
+from settings import setting
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_pattern", "", "Glob of the TFRecord files to describe.")
-flags.DEFINE_bool("frame_features", False, "Frame-level SequenceExamples, not video-level.")
-flags.DEFINE_string("feature_names", "mean_rgb", "Comma-separated feature names.")
-flags.DEFINE_string("feature_sizes", "1024", "Comma-separated feature sizes.")
-flags.DEFINE_integer("num_classes", 3862, "Size of the label vocabulary.")
-flags.DEFINE_integer("batch_size", 256, "Videos per batch read.")
+
+@dataclasses.dataclass(frozen=True)
+class DescribeConfig:
+    """What to describe, each a flag of describe_data.py."""
+
+    data_pattern: str = setting("", "Glob of the TFRecord files to describe.")
+    frame_features: bool = setting(False, "Frame-level SequenceExamples, not video-level.")
+    feature_names: str = setting("mean_rgb", "Comma-separated feature names.")
+    feature_sizes: str = setting("1024", "Comma-separated feature sizes.")
+    id_feature: str = setting("id")
+    num_classes: int = setting(3862)
+    batch_size: int = setting(256, "Videos per batch read.")
 
 
 def describe(reader: readers.BaseReader, data_pattern: str, batch_size: int) -> str:
@@ -55,14 +62,17 @@ def describe(reader: readers.BaseReader, data_pattern: str, batch_size: int) -> 
     return "\n".join(lines)
 
 
-def main(argv):
+def main(config: DescribeConfig) -> None:
     """Describes the files matching --data_pattern."""
-    del argv
     reader = readers.create_reader(
-        FLAGS.frame_features, FLAGS.feature_names, FLAGS.feature_sizes, FLAGS.num_classes
+        config.frame_features,
+        config.feature_names,
+        config.feature_sizes,
+        config.num_classes,
+        id_feature=config.id_feature,
     )
-    print(describe(reader, FLAGS.data_pattern, FLAGS.batch_size))
+    print(describe(reader, config.data_pattern, config.batch_size))
 
 
 if __name__ == "__main__":
-    app.run(utils.exit_on_user_error(main))
+    cli.run(main, DescribeConfig)

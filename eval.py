@@ -10,29 +10,35 @@ SavedModel that inference.py uses, and summaries to <train_dir>/eval.
 """
 
 import concurrent.futures
+import dataclasses
 import os
 import time
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
+import cli
+import errors
 import eval_util
 import export_model
-import frame_level_models  # noqa: F401 - accepts the model hyperparameter flags.
 import losses
 import models
-import utils
-import video_level_models  # noqa: F401 - accepts the model hyperparameter flags.
+import summaries
+import trained_model
+from settings import setting
 
-FLAGS = flags.FLAGS
 
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation settings, each a flag of eval.py."""
 
-def define_flags() -> None:
-    """Defines the command-line flags (only when run as a script, as the original did)."""
-    utils.define_common_flags(train_dir="/tmp/yt8m_model/", batch_size=1024, num_readers=8)
-    flags.DEFINE_string("eval_data_pattern", "", "File glob of the data to evaluate on.")
-    flags.DEFINE_bool("run_once", False, "Evaluate the latest checkpoint once and exit.")
-    flags.DEFINE_integer("top_k", 20, "Predictions per video kept for GAP and mAP.")
+    train_dir: str = setting("/tmp/yt8m_model/")
+    eval_data_pattern: str = setting("", "File glob of the data to evaluate on.")
+    batch_size: int = setting(1024)
+    num_readers: int = setting(8)
+    top_k: int = setting(20)
+    run_once: bool = setting(False, "Evaluate the latest checkpoint once and exit.")
+    segment_labels: bool = setting(False)
 
 
 # Seconds between looks for a new checkpoint (the original polled without pausing).
@@ -45,14 +51,12 @@ class Evaluator:
     def __init__(
         self, train_dir: str, eval_data_pattern: str, batch_size: int, top_k: int, num_readers: int
     ):
-        self.model, self.reader, model_flags = export_model.model_from_flags(train_dir)
+        self.model, self.reader, model_flags = trained_model.model_from_flags(train_dir)
         self.train_dir = train_dir
         self.eval_data_pattern = eval_data_pattern
         self.batch_size = batch_size
         self.num_readers = num_readers
-        self.label_loss_fn = utils.class_by_name(
-            model_flags["label_loss"], losses.LOSSES, "label_loss"
-        )()
+        self.label_loss_fn = errors.chosen(model_flags["label_loss"], losses.LOSSES, "label_loss")()
         self.metrics = eval_util.EvaluationMetrics(self.reader.num_classes, top_k, None)
         self.writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
         self.checkpoint = tf.train.Checkpoint(model=self.model)
@@ -61,12 +65,8 @@ class Evaluator:
 
     def batch_predictions_and_loss(self, video_matrix, num_frames, labels):
         """Returns (predictions, label loss) of one batch, the model in inference mode."""
-        model_input = utils.model_input(video_matrix, num_frames)
-        result = self.model(model_input, num_frames=num_frames, training=False)
-        predictions = result["predictions"]
-        if "loss" in result:
-            return predictions, result["loss"]
-        return predictions, self.label_loss_fn.calculate_loss(predictions, labels)
+        outputs = models.forward(self.model, video_matrix, num_frames, training=False)
+        return outputs["predictions"], models.label_loss(outputs, labels, self.label_loss_fn)
 
     def evaluate_latest(self) -> int:
         """Evaluates the latest checkpoint unless it was evaluated already.
@@ -88,11 +88,9 @@ class Evaluator:
             )
             return global_step
         logging.info("Loading checkpoint for eval: %s", checkpoint_path)
-        export_model.restore_weights(self.checkpoint, checkpoint_path)
+        trained_model.restore_weights(self.checkpoint, checkpoint_path)
         export_model.export(
-            self.model,
-            self.reader,
-            os.path.join(self.train_dir, export_model.INFERENCE_MODEL_DIR),
+            self.model, self.reader, trained_model.inference_model_path(self.train_dir)
         )
         self.evaluate(global_step)
         self.last_global_step = global_step
@@ -128,7 +126,7 @@ class Evaluator:
         logging.info("Done with batched inference. Now calculating global performance metrics.")
         epoch_info = self.metrics.get()
         epoch_info["epoch_id"] = global_step
-        logging.info(utils.add_epoch_summary(self.writer, global_step, epoch_info, "Eval"))
+        logging.info(summaries.add_epoch_summary(self.writer, global_step, epoch_info, "Eval"))
         self.metrics.clear()
         logging.info("Total: examples_processed: %d", batch_log.examples_processed)
         return epoch_info
@@ -154,28 +152,28 @@ class BatchLog:
         info["examples_per_second"] = batch_size / max(now - self.last_time, 1e-9)
         self.last_time = now
         self.examples_processed += batch_size
-        text = utils.add_global_step_summary(self.writer, self.global_step, info, "Eval")
+        text = summaries.add_global_step_summary(self.writer, self.global_step, info, "Eval")
         logging.info("examples_processed: %d | %s", self.examples_processed, text)
 
 
-def evaluate(
-    train_dir: str,
-    eval_data_pattern: str,
-    batch_size: int = 1024,
-    top_k: int = 20,
-    num_readers: int = 8,
-    run_once: bool = False,
-) -> None:
+def evaluate(config: EvalConfig) -> None:
     """Evaluates the latest checkpoint, then (unless run_once) every new one as it appears."""
-    if not eval_data_pattern:
-        raise utils.UserError("'eval_data_pattern' was not specified. Nothing to evaluate.")
-    if not tf.io.gfile.glob(eval_data_pattern):
-        raise utils.UserError(
-            f"Unable to find the evaluation files. eval_data_pattern='{eval_data_pattern}'."
-        )
-    evaluator = Evaluator(train_dir, eval_data_pattern, batch_size, top_k, num_readers)
+    cli.refuse_segment_labels(config.segment_labels)
+    cli.require_files(
+        config.eval_data_pattern,
+        unspecified="'eval_data_pattern' was not specified. Nothing to evaluate.",
+        no_match="Unable to find the evaluation files. "
+        f"eval_data_pattern='{config.eval_data_pattern}'.",
+    )
+    evaluator = Evaluator(
+        config.train_dir,
+        config.eval_data_pattern,
+        config.batch_size,
+        config.top_k,
+        config.num_readers,
+    )
     evaluator.evaluate_latest()
-    while not run_once:
+    while not config.run_once:
         time.sleep(POLL_SECONDS)
         evaluator.evaluate_latest()
 
@@ -185,10 +183,10 @@ def warn_about_ignored_model_flags(train_dir: str) -> None:
 
     The original needed them repeated for eval.py; here model_flags.json holds them.
     """
-    path = utils.model_flags_path(train_dir)
-    recorded = utils.load_json(path) if tf.io.gfile.exists(path) else {}
+    path = trained_model.model_flags_path(train_dir)
+    recorded = trained_model.load_json(path) if tf.io.gfile.exists(path) else {}
     for name, value in models.hyperparameter_flags().items():
-        if FLAGS[name].present and name in recorded and recorded[name] != value:
+        if flags.FLAGS[name].present and name in recorded and recorded[name] != value:
             logging.warning(
                 "--%s=%s is ignored: the model was trained with %s (%s).",
                 name,
@@ -198,22 +196,11 @@ def warn_about_ignored_model_flags(train_dir: str) -> None:
             )
 
 
-def main(argv):
+def main(config: EvalConfig) -> None:
     """Evaluates with the command-line flags."""
-    del argv
-    warn_about_ignored_model_flags(FLAGS.train_dir)
-    if FLAGS.segment_labels:
-        raise utils.UserError("--segment_labels is not supported by this port yet.")
-    evaluate(
-        FLAGS.train_dir,
-        FLAGS.eval_data_pattern,
-        FLAGS.batch_size,
-        FLAGS.top_k,
-        FLAGS.num_readers,
-        FLAGS.run_once,
-    )
+    warn_about_ignored_model_flags(config.train_dir)
+    evaluate(config)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(utils.exit_on_user_error(main))
+    cli.run(main, EvalConfig, *models.hyperparameter_tables())

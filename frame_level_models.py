@@ -3,45 +3,48 @@
 Train them with --frame_features --feature_names=rgb,audio --feature_sizes=1024,128.
 """
 
+import dataclasses
 import math
 
 import keras
 import tensorflow as tf
-from absl import flags
 
+import errors
 import model_util
 import models
-import utils
 import video_level_models
+from settings import setting
 
-flags.DEFINE_integer("iterations", 30, "Number of frames per batch for DBoF.")
-flags.DEFINE_bool("dbof_add_batch_norm", True, "Adds batch normalization to the DBoF model.")
-flags.DEFINE_bool(
-    "sample_random_frames",
-    True,
-    "If true samples random frames (for frame level models). If false, a random sequence "
-    "of frames is sampled instead.",
-)
-flags.DEFINE_integer("dbof_cluster_size", 8192, "Number of units in the DBoF cluster layer.")
-flags.DEFINE_integer("dbof_hidden_size", 1024, "Number of units in the DBoF hidden layer.")
-flags.DEFINE_string(
-    "dbof_pooling_method",
-    "max",
-    "The pooling method used in the DBoF cluster layer. Choices are 'average' and 'max'.",
-)
-flags.DEFINE_string(
-    "dbof_activation",
-    "sigmoid",
-    "The nonlinear activation method for cluster and hidden dense layer, e.g., sigmoid, relu6.",
-)
-flags.DEFINE_string(
-    "video_level_classifier_model",
-    "MoeModel",
-    "Some Frame-Level models can be decomposed into a generalized pooling operation "
-    "followed by a classifier layer",
-)
-flags.DEFINE_integer("lstm_cells", 1024, "Number of LSTM cells.")
-flags.DEFINE_integer("lstm_layers", 2, "Number of LSTM layers.")
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """The frame-level models' hyperparameter flags, recorded in model_flags.json."""
+
+    iterations: int = setting(30, "Number of frames per batch for DBoF.")
+    dbof_add_batch_norm: bool = setting(True, "Adds batch normalization to the DBoF model.")
+    sample_random_frames: bool = setting(
+        True,
+        "If true samples random frames (for frame level models). If false, a random sequence "
+        "of frames is sampled instead.",
+    )
+    dbof_cluster_size: int = setting(8192, "Number of units in the DBoF cluster layer.")
+    dbof_hidden_size: int = setting(1024, "Number of units in the DBoF hidden layer.")
+    dbof_pooling_method: str = setting(
+        "max",
+        "The pooling method used in the DBoF cluster layer. Choices are 'average' and 'max'.",
+    )
+    dbof_activation: str = setting(
+        "sigmoid",
+        "The nonlinear activation method for cluster and hidden dense layer, e.g., sigmoid, relu6.",
+    )
+    video_level_classifier_model: str = setting(
+        "MoeModel",
+        "Some Frame-Level models can be decomposed into a generalized pooling operation "
+        "followed by a classifier layer",
+    )
+    lstm_cells: int = setting(1024, "Number of LSTM cells.")
+    lstm_layers: int = setting(2, "Number of LSTM layers.")
+
 
 # The settings of slim.batch_norm, which the original used. Synchronized: with several
 # replicas, batch statistics (and so the moving averages) cover the global batch, so every
@@ -51,12 +54,7 @@ BATCH_NORM = dict(momentum=0.999, epsilon=1e-3, center=True, scale=True, synchro
 
 def video_level_classifier(name: str, vocab_size: int, hyperparameters: dict) -> models.BaseModel:
     """Returns the video-level model (e.g. MoeModel) that classifies the pooled frames."""
-    classes = {
-        class_name: cls
-        for class_name, cls in models.model_classes().items()
-        if cls.__module__ == video_level_models.__name__
-    }
-    cls = utils.class_by_name(name, classes, "video_level_classifier_model")
+    cls = errors.chosen(name, video_level_models.MODELS, "video_level_classifier_model")
     return cls(vocab_size, **hyperparameters)
 
 
@@ -92,25 +90,27 @@ class DbofModel(models.BaseModel):
     def __init__(
         self,
         vocab_size: int,
-        iterations: int = 30,
-        dbof_add_batch_norm: bool = True,
-        sample_random_frames: bool = True,
-        dbof_cluster_size: int = 8192,
-        dbof_hidden_size: int = 1024,
-        dbof_pooling_method: str = "max",
-        dbof_activation: str = "sigmoid",
-        video_level_classifier_model: str = "MoeModel",
+        iterations: int = Hyperparameters.iterations,
+        dbof_add_batch_norm: bool = Hyperparameters.dbof_add_batch_norm,
+        sample_random_frames: bool = Hyperparameters.sample_random_frames,
+        dbof_cluster_size: int = Hyperparameters.dbof_cluster_size,
+        dbof_hidden_size: int = Hyperparameters.dbof_hidden_size,
+        dbof_pooling_method: str = Hyperparameters.dbof_pooling_method,
+        dbof_activation: str = Hyperparameters.dbof_activation,
+        video_level_classifier_model: str = Hyperparameters.video_level_classifier_model,
         **hyperparameters,
     ):
         """Creates the layers; the feature size is taken from the first input."""
         super().__init__(vocab_size)
         if dbof_activation not in ("sigmoid", "relu6"):
-            raise utils.UserError(
-                f"--dbof_activation={dbof_activation!r}: use 'sigmoid' or 'relu6'."
+            raise errors.UserError(
+                f"{{dbof_activation}}={dbof_activation!r}: use 'sigmoid' or 'relu6'.",
+                "dbof_activation",
             )
         if dbof_pooling_method not in ("max", "average"):
-            raise utils.UserError(
-                f"--dbof_pooling_method={dbof_pooling_method!r}: use 'max' or 'average'."
+            raise errors.UserError(
+                f"{{dbof_pooling_method}}={dbof_pooling_method!r}: use 'max' or 'average'.",
+                "dbof_pooling_method",
             )
         self.iterations = iterations
         self.add_batch_norm = dbof_add_batch_norm
@@ -187,9 +187,9 @@ class LstmModel(models.BaseModel):
     def __init__(
         self,
         vocab_size: int,
-        lstm_cells: int = 1024,
-        lstm_layers: int = 2,
-        video_level_classifier_model: str = "MoeModel",
+        lstm_cells: int = Hyperparameters.lstm_cells,
+        lstm_layers: int = Hyperparameters.lstm_layers,
+        video_level_classifier_model: str = Hyperparameters.video_level_classifier_model,
         **hyperparameters,
     ):
         """Creates the LSTM layers and the video-level classifier."""
@@ -227,3 +227,6 @@ class LstmModel(models.BaseModel):
         for layer in range(self.lstm_layers):
             outputs = getattr(self, f"lstm_{layer}")(outputs, mask=mask)
         return self.classifier.create_model(outputs, vocab_size)
+
+
+MODELS = {cls.__name__: cls for cls in (FrameLevelLogisticModel, DbofModel, LstmModel)}

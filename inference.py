@@ -15,6 +15,7 @@ written under a temporary name and renamed when complete.
 """
 
 import csv
+import dataclasses
 import io
 import os
 import posixpath
@@ -22,45 +23,42 @@ import tarfile
 import time
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import logging
 
+import atomic_write
+import cli
 import export_model
 import readers
-import utils
+import trained_model
+from errors import UserError
+from settings import setting
 
-FLAGS = flags.FLAGS
 
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """The prediction settings, each a flag of inference.py."""
 
-def define_flags() -> None:
-    """Defines the command-line flags (only when run as a script, as the original did)."""
-    utils.define_common_flags(train_dir="", batch_size=512, num_readers=1)
-    flags.DEFINE_string(
-        "input_data_pattern", "", "File glob of the TFRecord files to predict labels for."
+    train_dir: str = setting("")
+    input_data_pattern: str = setting("", "File glob of the TFRecord files to predict labels for.")
+    input_model_tgz: str = setting(
+        "", "A .tgz written by --output_model_tgz, used instead of train_dir."
     )
-    flags.DEFINE_string(
-        "input_model_tgz", "", "A .tgz written by --output_model_tgz, used instead of train_dir."
+    untar_model_dir: str = setting(
+        "/tmp/yt8m-model", "Directory --input_model_tgz is unpacked into."
     )
-    flags.DEFINE_string(
-        "untar_model_dir", "/tmp/yt8m-model", "Directory --input_model_tgz is unpacked into."
+    output_file: str = setting("", "The CSV file to write the predictions to.")
+    output_model_tgz: str = setting("", "If set, also pack the inference model into this .tgz.")
+    batch_size: int = setting(512)
+    num_readers: int = setting(1)
+    top_k: int = setting(20, "How many predictions to write per video (at most 20).")
+    segment_labels: bool = setting(False)
+    segment_max_pred: int = setting(
+        100000, "Segments kept per class in segment mode (not supported yet)."
     )
-    flags.DEFINE_integer(
-        "segment_max_pred", 100000, "Segments kept per class in segment mode (not supported yet)."
-    )
-    flags.DEFINE_string(
-        "segment_label_ids_file",
+    segment_label_ids_file: str = setting(
         "https://raw.githubusercontent.com/google/youtube-8m/master/segment_label_ids.csv",
         "Whitelist of class ids for segment mode (not supported yet).",
     )
-    flags.DEFINE_string("output_file", "", "The CSV file to write the predictions to.")
-    flags.DEFINE_string(
-        "output_model_tgz", "", "If set, also pack the inference model into this .tgz."
-    )
-    flags.DEFINE_integer("top_k", 20, "How many predictions to write per video (at most 20).")
-
-
-def inference_model_dir(train_dir: str) -> str:
-    """Returns where eval.py wrote the inference model of a training directory."""
-    return os.path.join(train_dir, export_model.INFERENCE_MODEL_DIR)
 
 
 # ---------------------------------------------------------------------------------------
@@ -68,19 +66,19 @@ def inference_model_dir(train_dir: str) -> str:
 
 
 def write_model_tgz(train_dir: str, output_path: str) -> None:
-    """Packs inference_model/ and model_flags.json into a .tgz, under a temporary name."""
-    temporary = f"{output_path}.tmp{os.getpid()}"
+    """Packs inference_model/ and model_flags.json into a .tgz, written atomically."""
     with (
+        atomic_write.replaced_atomically(output_path) as temporary,
         tf.io.gfile.GFile(temporary, "wb") as file,
         tarfile.open(fileobj=file, mode="w:gz") as archive,
     ):
-        add_to_tar(archive, utils.model_flags_path(train_dir), utils.MODEL_FLAGS_FILE)
-        model_dir = inference_model_dir(train_dir)
+        model_flags = trained_model.model_flags_path(train_dir)
+        add_to_tar(archive, model_flags, trained_model.MODEL_FLAGS_FILE)
+        model_dir = trained_model.inference_model_path(train_dir)
         for directory, _, names in tf.io.gfile.walk(model_dir):
             relative = os.path.relpath(directory, train_dir)
             for name in names:
                 add_to_tar(archive, os.path.join(directory, name), posixpath.join(relative, name))
-    tf.io.gfile.rename(temporary, output_path, overwrite=True)
     logging.info("Tarred model onto %s", output_path)
 
 
@@ -96,7 +94,7 @@ def add_to_tar(archive: tarfile.TarFile, path: str, name: str) -> None:
 def extract_model_tgz(tgz_path: str, output_dir: str) -> None:
     """Unpacks a model .tgz into output_dir, refusing paths that would leave it."""
     if not tf.io.gfile.exists(tgz_path):
-        raise utils.UserError(f"--input_model_tgz={tgz_path!r}: no such file.")
+        raise UserError(f"--input_model_tgz={tgz_path!r}: no such file.")
     tf.io.gfile.makedirs(output_dir)
     with (
         tf.io.gfile.GFile(tgz_path, "rb") as file,
@@ -175,84 +173,82 @@ def write_predictions(
         )
         .prefetch(2)
     )
-    temporary = f"{output_file}.tmp{os.getpid()}"
     num_examples = 0
     start = time.time()
-    try:
-        with tf.io.gfile.GFile(temporary, "w") as file, reader.errors_explained(data_pattern):
-            file.write("VideoId,LabelConfidencePairs\n")
-            for batch in batches:
-                write_batch(file, batch)
-                num_examples += int(batch["lines"].shape[0])
-                elapsed = time.time() - start
-                logging.info(
-                    "num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f",
-                    num_examples,
-                    elapsed,
-                    num_examples / max(elapsed, 1e-9),
-                )
-        tf.io.gfile.rename(temporary, output_file, overwrite=True)
-    finally:
-        if tf.io.gfile.exists(temporary):
-            tf.io.gfile.remove(temporary)
+    with (
+        atomic_write.replaced_atomically(output_file) as temporary,
+        tf.io.gfile.GFile(temporary, "w") as file,
+        reader.errors_explained(data_pattern),
+    ):
+        file.write("VideoId,LabelConfidencePairs\n")
+        for batch in batches:
+            write_batch(file, batch)
+            num_examples += int(batch["lines"].shape[0])
+            elapsed = time.time() - start
+            logging.info(
+                "num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f",
+                num_examples,
+                elapsed,
+                num_examples / max(elapsed, 1e-9),
+            )
     return num_examples
 
 
-def check_flags() -> None:
+def check_settings(config: InferenceConfig) -> None:
     """Raises a one-line UserError for missing or contradictory flags."""
-    if FLAGS.segment_labels:
-        raise utils.UserError("--segment_labels is not supported by this port yet.")
-    if FLAGS.input_model_tgz and FLAGS.train_dir:
-        raise utils.UserError(
+    cli.refuse_segment_labels(config.segment_labels)
+    if config.input_model_tgz and config.train_dir:
+        raise UserError(
             "You cannot supply --train_dir if supplying --input_model_tgz; the model is "
             "unpacked into --untar_model_dir and read from there."
         )
-    if not FLAGS.input_model_tgz and not FLAGS.train_dir:
-        raise utils.UserError("Pass --train_dir (or --input_model_tgz).")
-    if not FLAGS.input_data_pattern:
-        raise utils.UserError(
-            "'input_data_pattern' was not specified. Unable to continue with inference."
-        )
-    if not FLAGS.output_file:
-        raise utils.UserError("'output_file' was not specified. Unable to continue with inference.")
-    output_dir = os.path.dirname(FLAGS.output_file)
-    if output_dir and not tf.io.gfile.isdir(output_dir):
-        raise utils.UserError(
-            f"--output_file={FLAGS.output_file!r}: directory {output_dir!r} does not exist."
-        )
-    if not 0 < FLAGS.top_k <= export_model._TOP_PREDICTIONS_IN_OUTPUT:
-        raise utils.UserError(
-            f"--top_k={FLAGS.top_k}: the inference model gives the top "
-            f"{export_model._TOP_PREDICTIONS_IN_OUTPUT} classes; use 1 to 20."
-        )
-
-
-def main(argv):
-    """Writes predictions with the command-line flags."""
-    del argv
-    check_flags()
-    train_dir = FLAGS.train_dir
-    if FLAGS.input_model_tgz:
-        extract_model_tgz(FLAGS.input_model_tgz, FLAGS.untar_model_dir)
-        train_dir = FLAGS.untar_model_dir
-    model_flags = utils.read_model_flags(train_dir, "Did you run eval.py?")
-    model_dir = inference_model_dir(train_dir)
-    if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
-        raise utils.UserError(f"Cannot find {model_dir}. Did you run eval.py?")
-    if FLAGS.output_model_tgz:
-        write_model_tgz(train_dir, FLAGS.output_model_tgz)
-    # The reader only explains bad input; the SavedModel parses the records itself.
-    reader = readers.create_reader(
-        model_flags["frame_features"], model_flags["feature_names"], model_flags["feature_sizes"]
+    if not config.input_model_tgz and not config.train_dir:
+        raise UserError("Pass --train_dir (or --input_model_tgz).")
+    cli.require_files(
+        config.input_data_pattern,
+        "'input_data_pattern' was not specified. Unable to continue with inference.",
     )
+    if not config.output_file:
+        raise UserError("'output_file' was not specified. Unable to continue with inference.")
+    output_dir = os.path.dirname(config.output_file)
+    if output_dir and not tf.io.gfile.isdir(output_dir):
+        raise UserError(
+            f"--output_file={config.output_file!r}: directory {output_dir!r} does not exist."
+        )
+    if not 0 < config.top_k <= export_model.TOP_PREDICTIONS_IN_OUTPUT:
+        raise UserError(
+            f"--top_k={config.top_k}: the inference model gives the top "
+            f"{export_model.TOP_PREDICTIONS_IN_OUTPUT} classes; use 1 to 20."
+        )
+
+
+def main(config: InferenceConfig) -> None:
+    """Writes predictions with the command-line flags."""
+    check_settings(config)
+    train_dir = config.train_dir
+    if config.input_model_tgz:
+        extract_model_tgz(config.input_model_tgz, config.untar_model_dir)
+        train_dir = config.untar_model_dir
+    model_flags = trained_model.read_model_flags(train_dir, "Did you run eval.py?")
+    model_dir = trained_model.inference_model_path(train_dir)
+    if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise UserError(f"Cannot find {model_dir}. Did you run eval.py?")
+    if config.output_model_tgz:
+        write_model_tgz(train_dir, config.output_model_tgz)
+    # The reader only explains bad input; the SavedModel parses the records itself.
+    reader = trained_model.reader_for(model_flags)
     logging.info("loading saved model: %s", model_dir)
     serve = export_model.load(model_dir)
     write_predictions(
-        serve, reader, FLAGS.input_data_pattern, FLAGS.output_file, FLAGS.batch_size, FLAGS.top_k
+        serve,
+        reader,
+        config.input_data_pattern,
+        config.output_file,
+        config.batch_size,
+        config.top_k,
     )
-    logging.info("Done with inference. The output file was written to %s", FLAGS.output_file)
+    logging.info("Done with inference. The output file was written to %s", config.output_file)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(utils.exit_on_user_error(main))
+    cli.run(main, InferenceConfig)

@@ -1,6 +1,6 @@
 """Loss functions for multi-label video classification, chosen by --label_loss.
 
-Each loss has the original's formula (SPEC §4): `calculate_loss(predictions, labels,
+Each loss has the original starter code's formula: `calculate_loss(predictions, labels,
 **unused_params)` returns a scalar, the mean over the batch of a per-video sum over
 classes. Regularization is added by train.py, not here.
 """

@@ -20,32 +20,38 @@ Example:
   python make_sample_data.py --output_dir=/tmp/yt8m_sample --num_train_videos=2000
 """
 
+import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
 
-import utils
+import cli
+import features
+from errors import UserError
+from settings import setting
 
-FLAGS = flags.FLAGS
 
-flags.DEFINE_string("output_dir", "/tmp/yt8m_sample", "Directory to write the data set to.")
-flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same files.")
-flags.DEFINE_integer("num_classes", 3862, "Size of the label vocabulary.")
-flags.DEFINE_integer("num_train_videos", 2000, "Videos in the train split.")
-flags.DEFINE_integer("num_validate_videos", 500, "Videos in the validate split.")
-flags.DEFINE_integer("num_test_videos", 500, "Videos in the test split.")
-flags.DEFINE_integer("num_shards", 4, "Files per split (train0000.tfrecord, ...).")
-flags.DEFINE_float("mean_labels", 3.0, "Average number of labels per video (at least 1).")
-flags.DEFINE_integer(
-    "mean_frames",
-    60,
-    "Typical frames per video. 80%% of videos have 5..2*mean_frames-5 frames, 10%% fewer "
-    "than 5 and 10%% more than 300, so truncation and padding are both exercised.",
-)
-flags.DEFINE_list("formats", ["video", "frame"], "Which formats to write: video, frame.")
-flags.DEFINE_string("id_key", "id", "Key of the video id: 'id' (2018+) or 'video_id' (2017).")
+@dataclasses.dataclass(frozen=True)
+class SampleDataConfig:
+    """What sample data to write, each a flag of make_sample_data.py."""
+
+    output_dir: str = setting("/tmp/yt8m_sample", "Directory to write the data set to.")
+    seed: int = setting(0, "Random seed; the same seed writes the same files.")
+    num_classes: int = setting(3862)
+    num_train_videos: int = setting(2000, "Videos in the train split.")
+    num_validate_videos: int = setting(500, "Videos in the validate split.")
+    num_test_videos: int = setting(500, "Videos in the test split.")
+    num_shards: int = setting(4, "Files per split (train0000.tfrecord, ...).")
+    mean_labels: float = setting(3.0, "Average number of labels per video (at least 1).")
+    mean_frames: int = setting(
+        60,
+        "Typical frames per video. 80%% of videos have 5..2*mean_frames-5 frames, 10%% fewer "
+        "than 5 and 10%% more than 300, so truncation and padding are both exercised.",
+    )
+    formats: list = setting(["video", "frame"], "Which formats to write: video, frame.")
+    id_key: str = setting("id", "Key of the video id: 'id' (2018+) or 'video_id' (2017).")
+
 
 RGB_SIZE = 1024
 AUDIO_SIZE = 128
@@ -83,8 +89,8 @@ def quantized_bases(
 ) -> np.ndarray:
     """Returns each video's quantized base feature vector, uint8 [num_videos, 1152]."""
     label_means = np.stack([prototypes[video].mean(axis=0) for video in labels])
-    features = 0.6 * label_means + rng.normal(0.0, 0.35, size=label_means.shape)
-    quantized = np.round((features - utils.MIN_QUANTIZED_VALUE) * 255.0 / 4.0)
+    values = 0.6 * label_means + rng.normal(0.0, 0.35, size=label_means.shape)
+    quantized = np.round((values - features.MIN_QUANTIZED_VALUE) * 255.0 / 4.0)
     return np.clip(quantized, FRAME_NOISE_STEPS, 255 - FRAME_NOISE_STEPS).astype(np.uint8)
 
 
@@ -162,70 +168,69 @@ def write_records(path: str, records) -> None:
     tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
-def write_split(split: str, first_index: int, labels, bases, rng) -> None:
+def write_split(config: SampleDataConfig, split: str, first_index: int, labels, bases, rng) -> None:
     """Writes one split's shards in each requested format."""
     num_videos = len(labels)
     video_ids = [f"{split[0]}{first_index + i:06d}".encode() for i in range(num_videos)]
-    shards = np.array_split(np.arange(num_videos), FLAGS.num_shards)
-    if "video" in FLAGS.formats:
-        means = utils.dequantize(bases.astype(np.float64)).astype(np.float32)
+    shards = np.array_split(np.arange(num_videos), config.num_shards)
+    if "video" in config.formats:
+        means = features.dequantize(bases.astype(np.float64)).astype(np.float32)
         for shard_index, shard in enumerate(shards):
             write_records(
-                shard_path("video", split, shard_index),
+                shard_path(config, "video", split, shard_index),
                 (
-                    video_level_example(video_ids[i], labels[i], means[i], FLAGS.id_key)
+                    video_level_example(video_ids[i], labels[i], means[i], config.id_key)
                     for i in shard
                 ),
             )
-    if "frame" in FLAGS.formats:
-        counts = frame_counts(rng, num_videos, FLAGS.mean_frames)
+    if "frame" in config.formats:
+        counts = frame_counts(rng, num_videos, config.mean_frames)
         for shard_index, shard in enumerate(shards):
             write_records(
-                shard_path("frame", split, shard_index),
+                shard_path(config, "frame", split, shard_index),
                 (
                     frame_level_example(
                         video_ids[i],
                         labels[i],
                         video_frames(rng, bases[i], counts[i]),
-                        FLAGS.id_key,
+                        config.id_key,
                     )
                     for i in shard
                 ),
             )
 
 
-def shard_path(data_format: str, split: str, shard_index: int) -> str:
+def shard_path(config: SampleDataConfig, data_format: str, split: str, shard_index: int) -> str:
     """Returns the path of one shard, named like the real data set's files."""
-    return os.path.join(FLAGS.output_dir, data_format, f"{split}{shard_index:04d}.tfrecord")
+    return os.path.join(config.output_dir, data_format, f"{split}{shard_index:04d}.tfrecord")
 
 
-def main(argv):
+def main(config: SampleDataConfig) -> None:
     """Writes every split in every requested format."""
-    del argv
-    unknown = set(FLAGS.formats) - {"video", "frame"}
+    unknown = set(config.formats) - {"video", "frame"}
     if unknown:
-        raise utils.UserError(f"--formats: unknown format(s) {sorted(unknown)}; use video, frame.")
-    rng = np.random.default_rng(FLAGS.seed)
-    prototypes = class_prototypes(rng, FLAGS.num_classes)
+        raise UserError(f"--formats: unknown format(s) {sorted(unknown)}; use video, frame.")
+    rng = np.random.default_rng(config.seed)
+    prototypes = class_prototypes(rng, config.num_classes)
     split_sizes = dict(
-        zip(SPLITS, (FLAGS.num_train_videos, FLAGS.num_validate_videos, FLAGS.num_test_videos))
+        zip(SPLITS, (config.num_train_videos, config.num_validate_videos, config.num_test_videos))
     )
-    for data_format in FLAGS.formats:
-        tf.io.gfile.makedirs(os.path.join(FLAGS.output_dir, data_format))
+    for data_format in config.formats:
+        tf.io.gfile.makedirs(os.path.join(config.output_dir, data_format))
     first_index = 0
     for split, num_videos in split_sizes.items():
         if num_videos == 0:
             continue
-        labels = video_labels(rng, num_videos, FLAGS.num_classes, FLAGS.mean_labels)
+        labels = video_labels(rng, num_videos, config.num_classes, config.mean_labels)
         bases = quantized_bases(rng, labels, prototypes)
         # Frame noise draws from its own stream, so adding a format never changes the videos.
-        frame_rng = np.random.default_rng([FLAGS.seed, first_index + 1])
-        write_split(split, first_index, labels, bases, frame_rng)
+        frame_rng = np.random.default_rng([config.seed, first_index + 1])
+        write_split(config, split, first_index, labels, bases, frame_rng)
         first_index += num_videos
-        formats = ", ".join(FLAGS.formats)
-        print(f"{split}: {num_videos} videos in {FLAGS.num_shards} shards ({formats})")
-    print(f"Wrote sample data to {FLAGS.output_dir}")
+        formats = ", ".join(config.formats)
+        print(f"{split}: {num_videos} videos in {config.num_shards} shards ({formats})")
+    print(f"Wrote sample data to {config.output_dir}")
 
 
 if __name__ == "__main__":
-    app.run(utils.exit_on_user_error(main))
+    cli.run(main, SampleDataConfig)

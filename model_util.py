@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 
-def SampleRandomSequence(model_input, num_frames, num_samples):  # noqa: N802 - original name
+def SampleRandomSequence(model_input, num_frames, num_samples):
     """Samples a random contiguous sequence of frames from each video.
 
     Frames repeat (the last real one) when a video is shorter than num_samples.
@@ -31,7 +31,7 @@ def SampleRandomSequence(model_input, num_frames, num_samples):  # noqa: N802 - 
     return gather_frames(model_input, frame_index)
 
 
-def SampleRandomFrames(model_input, num_frames, num_samples):  # noqa: N802 - original name
+def SampleRandomFrames(model_input, num_frames, num_samples):
     """Samples num_samples frames uniformly, with replacement, from each video's real frames.
 
     Args:
@@ -56,7 +56,7 @@ def gather_frames(model_input, frame_index):
     return tf.gather(model_input, frame_index, batch_dims=1)
 
 
-def FramePooling(frames, method):  # noqa: N802 - original name
+def FramePooling(frames, method):
     """Pools over the frames of each video.
 
     Args:

@@ -3,24 +3,19 @@
 A model is one class: build the layers in `__init__(vocab_size, **hyperparameters)` and
 compute the predictions in `create_model`, the original starter code's contract. Keras
 tracks the layers, so checkpoints, distribution strategies and SavedModel export work
-without further code.
+without further code. A model module lists its models in `MODELS` and its hyperparameter
+flags in a `Hyperparameters` dataclass, so adding a model changes that one file.
 """
 
-import importlib
-from types import ModuleType
+import dataclasses
 from typing import Any
 
 import keras
 import tensorflow as tf
-from absl import flags
 
-import utils
-
-# The keys of the original's model_flags.json; the others are hyperparameter flags.
-ORIGINAL_MODEL_FLAGS = ("model", "feature_sizes", "feature_names", "frame_features", "label_loss")
-
-# Looked up in this order, as in the original: a frame-level model of the same name wins.
-MODEL_MODULES = ("frame_level_models", "video_level_models")
+import errors
+import features
+import settings
 
 
 class BaseModel(keras.Model):
@@ -76,34 +71,39 @@ def slim_l2(scale: float) -> keras.regularizers.Regularizer:
     return keras.regularizers.L2(scale / 2.0)
 
 
-def model_modules() -> list[ModuleType]:
-    """Returns the modules that hold models, in lookup order."""
-    modules = []
-    for name in MODEL_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-    return modules
-
-
 def model_classes() -> dict[str, type[BaseModel]]:
-    """Returns every model class by name, frame-level models taking precedence."""
-    classes = {}
-    for module in reversed(model_modules()):
-        for name, value in vars(module).items():
-            if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
-                classes[name] = value
-    return dict(sorted(classes.items()))
+    """Returns every model class by name: each model module's MODELS mapping.
+
+    A frame-level model of the same name as a video-level one wins, as in the original.
+    """
+    # Imported here: the model modules import this one for BaseModel.
+    import frame_level_models
+    import video_level_models
+
+    return dict(sorted({**video_level_models.MODELS, **frame_level_models.MODELS}.items()))
+
+
+def hyperparameter_tables() -> tuple[type, ...]:
+    """Returns the model modules' hyperparameter dataclasses (each field is a flag)."""
+    import frame_level_models
+    import video_level_models
+
+    return (frame_level_models.Hyperparameters, video_level_models.Hyperparameters)
+
+
+def default_hyperparameters() -> dict[str, Any]:
+    """Returns every model hyperparameter at its default, by name."""
+    values = {}
+    for table in hyperparameter_tables():
+        values.update(dataclasses.asdict(table()))
+    return dict(sorted(values.items()))
 
 
 def hyperparameter_flags() -> dict[str, Any]:
-    """Returns the values of the model hyperparameter flags (e.g. moe_num_mixtures)."""
+    """Returns the parsed values of every model hyperparameter flag, by name."""
     values = {}
-    for module in model_modules():
-        for flag in flags.FLAGS.get_flags_for_module(module.__name__):
-            values[flag.name] = flag.value
+    for table in hyperparameter_tables():
+        values.update(dataclasses.asdict(settings.from_flags(table)))
     return dict(sorted(values.items()))
 
 
@@ -113,12 +113,12 @@ def create_model(name: str, vocab_size: int, hyperparameters: dict[str, Any]) ->
     Args:
       name: a model class name, as the --model flag.
       vocab_size: number of classes.
-      hyperparameters: model hyperparameter flag values, as hyperparameter_flags().
+      hyperparameters: model hyperparameter values by name, as hyperparameter_flags().
 
     Raises:
-      utils.UserError: no model has that name.
+      UserError: no model has that name.
     """
-    return utils.class_by_name(name, model_classes(), "model")(vocab_size, **hyperparameters)
+    return errors.chosen(name, model_classes(), "model")(vocab_size, **hyperparameters)
 
 
 def create_built_model(name: str, reader, hyperparameters: dict[str, Any]) -> BaseModel:
@@ -156,9 +156,14 @@ def untracked_weights(model: keras.Model) -> list[str]:
     return [weight.path for weight in model.weights if id(weight) not in tracked]
 
 
-def model_settings(model_flags: dict) -> tuple[str, dict[str, Any]]:
-    """Returns (model name, hyperparameters) recorded in a model_flags.json dict."""
-    hyperparameters = {
-        key: value for key, value in model_flags.items() if key not in ORIGINAL_MODEL_FLAGS
-    }
-    return model_flags["model"], hyperparameters
+def forward(model: BaseModel, video_matrix, num_frames, training: bool) -> dict[str, tf.Tensor]:
+    """Returns the model's outputs on a reader batch's features, dequantized and normalised."""
+    model_input = features.dequantized_and_normalized(video_matrix, num_frames)
+    return model(model_input, num_frames=num_frames, training=training)
+
+
+def label_loss(outputs: dict[str, tf.Tensor], labels, loss_function) -> tf.Tensor:
+    """Returns the model's own "loss" if it gives one, else the loss function's."""
+    if "loss" in outputs:
+        return outputs["loss"]
+    return loss_function.calculate_loss(outputs["predictions"], labels)

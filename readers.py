@@ -3,7 +3,8 @@
 Each batch is a dict:
   video_ids     string  [B]
   video_matrix  float32 [B, D] (video level) or [B, max_frames, D] (frame level; uint8
-                with quantized_frames=True, dequantized later by utils.model_input)
+                with quantized_frames=True, dequantized in the model step by
+                features.dequantized_and_normalized)
   labels        float32 [B, num_classes], multi-hot
   num_frames    int32   [B] (ones at video level)
 
@@ -17,20 +18,23 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-import utils
+import features
+from errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
+# The settings that a bad record's description may name.
+RECORD_SETTINGS = ("feature_names", "feature_sizes", "frame_features")
 
 
 def list_files(data_pattern: str) -> list[str]:
     """Returns the sorted files matching a glob, which may be a gs:// or other gfile path.
 
     Raises:
-      utils.UserError: no file matches.
+      UserError: no file matches.
     """
     files = sorted(tf.io.gfile.glob(data_pattern)) if data_pattern else []
     if not files:
-        raise utils.UserError(f"No file matches data_pattern={data_pattern!r}.")
+        raise UserError(f"No file matches data_pattern={data_pattern!r}.")
     return files
 
 
@@ -62,7 +66,7 @@ class BaseReader:
 
     def __init__(self, num_classes: int, feature_sizes: list[int], feature_names: list[str]):
         if len(feature_names) != len(feature_sizes):
-            raise utils.UserError(
+            raise UserError(
                 f"feature_names {feature_names} and feature_sizes {feature_sizes} must have "
                 "the same length."
             )
@@ -89,7 +93,7 @@ class BaseReader:
           num_readers: files read in parallel in training mode.
 
         Raises:
-          utils.UserError: no file matches data_pattern.
+          UserError: no file matches data_pattern.
         """
         files = list_files(data_pattern)
         records = serialized_records(files, batch_size, training, num_epochs, num_readers)
@@ -127,7 +131,7 @@ class BaseReader:
             problem = self.explain_error(error, data_pattern)
             if problem is None:
                 raise
-            raise utils.UserError(problem) from None
+            raise UserError(problem, *RECORD_SETTINGS) from None
 
     def explain_error(self, error: tf.errors.OpError, data_pattern: str) -> str | None:
         """Returns a one-line description of the bad file or record behind `error`.
@@ -216,22 +220,22 @@ class YT8MAggregatedFeatureReader(BaseReader):
         """Checks one Example against the reader's features, in plain Python."""
         try:
             example = tf.train.Example.FromString(record)
-        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types.
+        except Exception:  # Protobuf raises its own DecodeError types.
             return "not a serialized tf.train.Example"
         features = example.features.feature
         if tf.train.SequenceExample.FromString(record).feature_lists.feature_list:
             return (
                 "a frame-level tf.train.SequenceExample, but video-level tf.train.Example "
-                "records were expected (the model was trained without --frame_features)"
+                "records were expected (the model was trained without {frame_features})"
             )
         if self.id_feature not in features:
             return f"missing the id feature {self.id_feature!r}"
         for name, size in zip(self.feature_names, self.feature_sizes):
             if name not in features:
-                return f"missing feature {name!r} (--feature_names)"
+                return f"missing feature {name!r} ({{feature_names}})"
             length = len(features[name].float_list.value)
             if length != size:
-                return f"feature {name!r} has {length} floats, expected {size} (--feature_sizes)"
+                return f"feature {name!r} has {length} floats, expected {size} ({{feature_sizes}})"
         return self.label_problem(features["labels"].int64_list.value)
 
 
@@ -257,18 +261,19 @@ class YT8MFrameFeatureReader(BaseReader):
           feature_names: feature lists to read, concatenated per frame in this order.
           max_frames: frames kept per video; longer videos are truncated, shorter ones
             zero-padded.
-          segment_labels: read the 2019 segment-rated labels (not supported yet).
+          segment_labels: read the 2019 segment-rated labels (not ported yet).
           segment_size: frames per segment in segment mode.
           id_feature: key of the video id: "id", or "video_id" for the 2017 data.
           quantized_frames: return video_matrix as the uint8 frames (padding 0) and leave
-            dequantization to the model step (utils.model_input): a quarter of the bytes
+            dequantization to the model step (features.dequantized_and_normalized): a
+            quarter of the bytes
             through the input pipeline. The padding mask then comes from num_frames, the
             first feature's length, for every feature.
         """
         super().__init__(num_classes, feature_sizes, feature_names)
         del segment_size  # Segment mode is not ported yet.
         if segment_labels:
-            raise utils.UserError("--segment_labels is not supported by this port yet.")
+            raise NotImplementedError("segment-rated labels are not ported yet")
         self.max_frames = max_frames
         self.id_feature = id_feature
         self.quantized_frames = quantized_frames
@@ -293,7 +298,7 @@ class YT8MFrameFeatureReader(BaseReader):
         if self.quantized_frames:
             video_matrix = tf.concat(quantized, axis=2)
         else:
-            video_matrix = utils.dequantize_frames(quantized, frame_counts)
+            video_matrix = features.dequantize_frames(quantized, frame_counts)
         return {
             "video_ids": context[self.id_feature],
             "video_matrix": video_matrix,
@@ -325,7 +330,7 @@ class YT8MFrameFeatureReader(BaseReader):
         """Checks one SequenceExample against the reader's features, in plain Python."""
         try:
             example = tf.train.SequenceExample.FromString(record)
-        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types.
+        except Exception:  # Protobuf raises its own DecodeError types.
             return "not a serialized tf.train.SequenceExample"
         if self.id_feature not in example.context.feature:
             return f"missing the id feature {self.id_feature!r}"
@@ -335,18 +340,18 @@ class YT8MFrameFeatureReader(BaseReader):
         ):
             return (
                 "a video-level tf.train.Example, but frame-level tf.train.SequenceExample "
-                "records were expected (the model was trained with --frame_features)"
+                "records were expected (the model was trained with {frame_features})"
             )
         for name, size in zip(self.feature_names, self.feature_sizes):
             if name not in feature_lists:
-                return f"missing feature list {name!r} (--feature_names)"
+                return f"missing feature list {name!r} ({{feature_names}})"
             for frame_index, frame in enumerate(feature_lists[name].feature):
                 values = frame.bytes_list.value
                 if len(values) != 1 or len(values[0]) != size:
                     length = sum(len(value) for value in values)
                     return (
                         f"feature {name!r} frame {frame_index} has {length} bytes, expected "
-                        f"{size} (--feature_sizes)"
+                        f"{size} ({{feature_sizes}})"
                     )
         return self.label_problem(example.context.feature["labels"].int64_list.value)
 
@@ -368,7 +373,7 @@ def create_reader(
     feature_names: str,
     feature_sizes: str,
     num_classes: int = 3862,
-    segment_labels: bool = False,
+    id_feature: str = "id",
     quantized_frames: bool = False,
 ) -> BaseReader:
     """Returns the reader for the feature settings that train, eval and inference share.
@@ -378,20 +383,18 @@ def create_reader(
       feature_names: comma-separated feature names, as the --feature_names flag.
       feature_sizes: comma-separated sizes, as the --feature_sizes flag.
       num_classes: size of the label vocabulary.
-      segment_labels: frame level only: read the segment-rated labels.
-      quantized_frames: frame level only: uint8 frames, dequantized by utils.model_input.
+      id_feature: key of the video id: "id", or "video_id" for the 2017 data.
+      quantized_frames: frame level only: uint8 frames, dequantized in the model step.
     """
-    names, sizes = utils.feature_names_and_sizes(feature_names, feature_sizes)
+    names, sizes = features.names_and_sizes(feature_names, feature_sizes)
     if frame_features:
         return YT8MFrameFeatureReader(
             num_classes=num_classes,
             feature_names=names,
             feature_sizes=sizes,
-            segment_labels=segment_labels,
+            id_feature=id_feature,
             quantized_frames=quantized_frames,
         )
-    if segment_labels:
-        raise utils.UserError("--segment_labels needs frame-level data (--frame_features).")
     return YT8MAggregatedFeatureReader(
-        num_classes=num_classes, feature_names=names, feature_sizes=sizes
+        num_classes=num_classes, feature_names=names, feature_sizes=sizes, id_feature=id_feature
     )

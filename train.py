@@ -25,66 +25,19 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import logging
 
+import cli
+import errors
 import eval_util
-import frame_level_models  # noqa: F401 - defines the model hyperparameter flags.
+import features
 import losses
 import models
 import readers
-import utils
-import video_level_models  # noqa: F401 - defines the model hyperparameter flags.
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """Defines the command-line flags (only when run as a script, as the original did)."""
-    utils.define_common_flags(train_dir="/tmp/yt8m_model/", batch_size=1024, num_readers=8)
-    flags.DEFINE_string(
-        "train_data_pattern",
-        "",
-        "File glob for the training TFRecord files (local, gs:// or any tf.io.gfile path).",
-    )
-    flags.DEFINE_string(
-        "feature_names", "mean_rgb", "Comma-separated names of the features to use."
-    )
-    flags.DEFINE_string("feature_sizes", "1024", "Comma-separated sizes of those features.")
-    flags.DEFINE_bool(
-        "frame_features",
-        False,
-        "Read frame-level SequenceExamples (rgb, audio per frame) instead of video-level Examples.",
-    )
-    flags.DEFINE_string("model", "LogisticModel", "Model class name, from the model modules.")
-    flags.DEFINE_bool(
-        "start_new_model", False, "Delete train_dir and start over instead of resuming from it."
-    )
-    flags.DEFINE_integer("num_gpu", 1, "Upper limit on the number of local GPUs used.")
-    flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class name, from losses.py.")
-    flags.DEFINE_float(
-        "regularization_penalty", 1.0, "Weight of the regularization loss; the label loss has 1."
-    )
-    flags.DEFINE_float("base_learning_rate", 0.01, "Initial learning rate.")
-    flags.DEFINE_float(
-        "learning_rate_decay", 0.95, "Factor applied once per learning_rate_decay_examples."
-    )
-    flags.DEFINE_float(
-        "learning_rate_decay_examples", 4000000, "Examples between learning-rate decays."
-    )
-    flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
-    flags.DEFINE_integer("max_steps", None, "Stop once the global step reaches this many steps.")
-    flags.DEFINE_integer("export_model_steps", 1000, "Steps between extra checkpoint saves.")
-    flags.DEFINE_string(
-        "optimizer",
-        "AdamOptimizer",
-        "TF1 optimizer name: AdamOptimizer, GradientDescentOptimizer, AdagradOptimizer, "
-        "RMSPropOptimizer, AdadeltaOptimizer, FtrlOptimizer or MomentumOptimizer.",
-    )
-    flags.DEFINE_float(
-        "clip_gradient_norm", 1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
-    )
-    flags.DEFINE_bool("log_device_placement", False, "Log the device of every op.")
-
+import summaries
+import trained_model
+from errors import UserError
+from settings import setting
 
 CHECKPOINT_PREFIX = "model.ckpt"
 CHECKPOINT_EVERY_SECONDS = 15 * 60  # The original Supervisor's save_model_secs.
@@ -94,50 +47,57 @@ METRICS_EVERY_STEPS = 10
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The training flags' values; a test or notebook can build one directly."""
+    """The training settings, each a flag of train.py; a test or notebook builds one directly."""
 
-    train_dir: str = "/tmp/yt8m_model/"
-    train_data_pattern: str = ""
-    feature_names: str = "mean_rgb"
-    feature_sizes: str = "1024"
-    frame_features: bool = False
-    segment_labels: bool = False
-    model: str = "LogisticModel"
-    start_new_model: bool = False
-    num_gpu: int = 1
-    batch_size: int = 1024
-    label_loss: str = "CrossEntropyLoss"
-    regularization_penalty: float = 1.0
-    base_learning_rate: float = 0.01
-    learning_rate_decay: float = 0.95
-    learning_rate_decay_examples: float = 4000000
-    num_epochs: int = 5
-    max_steps: int | None = None
-    export_model_steps: int = 1000
-    num_readers: int = 8
-    optimizer: str = "AdamOptimizer"
-    clip_gradient_norm: float = 1.0
-    log_device_placement: bool = False
-    model_hyperparameters: dict = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def from_flags(cls) -> "TrainConfig":
-        """Returns the config of the parsed command-line flags."""
-        values = {
-            field.name: FLAGS[field.name].value
-            for field in dataclasses.fields(cls)
-            if field.name in FLAGS
-        }
-        return cls(**values, model_hyperparameters=models.hyperparameter_flags())
+    train_dir: str = setting("/tmp/yt8m_model/")
+    train_data_pattern: str = setting(
+        "", "File glob for the training TFRecord files (local, gs:// or any tf.io.gfile path)."
+    )
+    feature_names: str = setting("mean_rgb")
+    feature_sizes: str = setting("1024")
+    frame_features: bool = setting(False)
+    id_feature: str = setting("id")
+    segment_labels: bool = setting(False)
+    model: str = setting("LogisticModel", "Model class name, from the model modules.")
+    start_new_model: bool = setting(
+        False, "Delete train_dir and start over instead of resuming from it."
+    )
+    num_gpu: int = setting(1, "Upper limit on the number of local GPUs used.")
+    batch_size: int = setting(1024)
+    label_loss: str = setting("CrossEntropyLoss", "Loss class name, from losses.py.")
+    regularization_penalty: float = setting(
+        1.0, "Weight of the regularization loss; the label loss has 1."
+    )
+    base_learning_rate: float = setting(0.01, "Initial learning rate.")
+    learning_rate_decay: float = setting(
+        0.95, "Factor applied once per learning_rate_decay_examples."
+    )
+    learning_rate_decay_examples: float = setting(4000000, "Examples between learning-rate decays.")
+    num_epochs: int = setting(5, "Passes over the training data.")
+    max_steps: int | None = setting(None, "Stop once the global step reaches this many steps.")
+    export_model_steps: int = setting(1000, "Steps between extra checkpoint saves.")
+    num_readers: int = setting(8)
+    optimizer: str = setting(
+        "AdamOptimizer",
+        "TF1 optimizer name: AdamOptimizer, GradientDescentOptimizer, AdagradOptimizer, "
+        "RMSPropOptimizer, AdadeltaOptimizer, FtrlOptimizer or MomentumOptimizer.",
+    )
+    clip_gradient_norm: float = setting(
+        1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
+    )
+    log_device_placement: bool = setting(False, "Log the device of every op.")
+    # Not a flag of its own: the values of the model modules' hyperparameter flags.
+    model_hyperparameters: dict = dataclasses.field(default_factory=models.default_hyperparameters)
 
     def model_flags(self) -> dict:
-        """Returns what model_flags.json records: the original five keys + hyperparameters."""
+        """Returns what model_flags.json records: the original five keys and the others."""
         return {
             "model": self.model,
             "feature_sizes": self.feature_sizes,
             "feature_names": self.feature_names,
             "frame_features": self.frame_features,
             "label_loss": self.label_loss,
+            "id_feature": self.id_feature,
             **self.model_hyperparameters,
         }
 
@@ -151,7 +111,7 @@ def task_from_tf_config() -> tuple[str, int, dict]:
     try:
         tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError as error:
-        raise utils.UserError(f"TF_CONFIG is not valid JSON: {error}") from None
+        raise UserError(f"TF_CONFIG is not valid JSON: {error}") from None
     task = tf_config.get("task") or {"type": "master", "index": 0}
     return task.get("type", "master"), int(task.get("index", 0)), tf_config.get("cluster") or {}
 
@@ -165,28 +125,17 @@ def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
     """
     task_type, task_index, cluster = task_from_tf_config()
     if task_type == "ps":
-        raise utils.UserError(
+        raise UserError(
             "TF_CONFIG task type 'ps': parameter servers are not used; training is "
             "synchronous across workers (MultiWorkerMirroredStrategy). Start only "
             "chief/master and worker tasks."
         )
     if task_type not in ("master", "chief", "worker"):
-        raise utils.UserError(f"TF_CONFIG: Invalid task_type: {task_type}.")
+        raise UserError(f"TF_CONFIG: Invalid task_type: {task_type}.")
     if sum(len(addresses) for addresses in cluster.values()) > 1:
-        renamed = {
-            ("chief" if kind == "master" else kind): hosts for kind, hosts in cluster.items()
-        }
-        renamed.pop("ps", None)
-        os.environ["TF_CONFIG"] = json.dumps(
-            {
-                "cluster": renamed,
-                "task": {
-                    "type": "chief" if task_type == "master" else task_type,
-                    "index": task_index,
-                },
-            }
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=cluster_resolver(task_type, task_index, cluster)
         )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     all_gpus = tf.config.list_physical_devices("GPU")
     gpus = all_gpus[:num_gpu]
     if len(gpus) < len(all_gpus):
@@ -201,6 +150,21 @@ def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(gpus))])
     return tf.distribute.get_strategy()
+
+
+def cluster_resolver(task_type: str, task_index: int, cluster: dict):
+    """Returns the resolver of a TF_CONFIG cluster, the original's 'master' named 'chief'."""
+    chief_named = {
+        ("chief" if kind == "master" else kind): hosts
+        for kind, hosts in cluster.items()
+        if kind != "ps"
+    }
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(chief_named),
+        task_type="chief" if task_type == "master" else task_type,
+        task_id=task_index,
+        rpc_layer="grpc",
+    )
 
 
 def num_workers(strategy: tf.distribute.MultiWorkerMirroredStrategy) -> int:
@@ -279,7 +243,7 @@ def create_optimizer(config: TrainConfig, global_batch_size: int):
         config.learning_rate_decay_examples,
         global_batch_size,
     )
-    return utils.class_by_name(config.optimizer, tf1_optimizers(), "optimizer")(schedule)
+    return errors.chosen(config.optimizer, tf1_optimizers(), "optimizer")(schedule)
 
 
 def clipped_gradients(gradients: list, max_norm: float) -> list:
@@ -303,17 +267,14 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
     num_replicas = strategy.num_replicas_in_sync
 
     def replica_step(batch):
-        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
         with tf.GradientTape() as tape:
-            result = model(model_input, num_frames=batch["num_frames"], training=True)
-            predictions = result["predictions"]
-            if "loss" in result:
-                label_loss = result["loss"]
-            else:
-                label_loss = label_loss_fn.calculate_loss(predictions, batch["labels"])
+            outputs = models.forward(
+                model, batch["video_matrix"], batch["num_frames"], training=True
+            )
+            label_loss = models.label_loss(outputs, batch["labels"], label_loss_fn)
             reg_loss = tf.add_n([tf.constant(0.0), *model.losses])
-            if "regularization_loss" in result:
-                reg_loss += result["regularization_loss"]
+            if "regularization_loss" in outputs:
+                reg_loss += outputs["regularization_loss"]
             final_loss = config.regularization_penalty * reg_loss + label_loss
         gradients = tape.gradient(final_loss, model.trainable_variables)
         replica_context = tf.distribute.get_replica_context()
@@ -327,7 +288,7 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
         return {
             "label_loss": label_loss,
             "reg_loss": reg_loss,
-            "predictions": predictions,
+            "predictions": outputs["predictions"],
             "labels": batch["labels"],
         }
 
@@ -365,7 +326,7 @@ def prepare_train_dir(config: TrainConfig, chief: bool) -> None:
         tf.io.gfile.rmtree(config.train_dir)
     tf.io.gfile.makedirs(config.train_dir)
     if chief:
-        utils.write_or_check_model_flags(config.train_dir, config.model_flags())
+        trained_model.write_or_check_model_flags(config.train_dir, config.model_flags())
 
 
 class Checkpointer:
@@ -428,23 +389,6 @@ def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> None
     checkpoint.restore(latest).assert_existing_objects_matched()
 
 
-def write_training_summaries(writer, global_step: int, values: dict) -> None:
-    """Writes scalar summaries at global_step and flushes."""
-    with writer.as_default(step=global_step):
-        for tag, value in values.items():
-            tf.summary.scalar(tag, value)
-    writer.flush()
-
-
-def write_histograms(writer, global_step: int, model, raw_input) -> None:
-    """Writes the raw-input and per-variable histograms the original's Supervisor wrote."""
-    with writer.as_default(step=global_step):
-        tf.summary.histogram("model/input_raw", raw_input)
-        for variable in model.trainable_variables:
-            tf.summary.histogram(variable.path, variable)
-    writer.flush()
-
-
 class StopOnSignal:
     """Within `with`, records SIGINT/SIGTERM so the loop can checkpoint and exit cleanly.
 
@@ -483,6 +427,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
       The final global step.
     """
     logging.info("%s: Tensorflow version: %s.", task_name(), tf.__version__)
+    cli.refuse_segment_labels(config.segment_labels)
     tf.debugging.set_log_device_placement(config.log_device_placement)
     strategy = strategy or distribution_strategy(config.num_gpu)
     chief = is_chief(strategy)
@@ -490,31 +435,12 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         config.frame_features,
         config.feature_names,
         config.feature_sizes,
-        segment_labels=config.segment_labels,
+        id_feature=config.id_feature,
         # Frames stay uint8 through the input pipeline; the XLA-compiled step dequantizes.
         quantized_frames=config.frame_features,
     )
-    train_files = tf.io.gfile.glob(config.train_data_pattern) if config.train_data_pattern else []
-    if not train_files:
-        raise utils.UserError(
-            f"Unable to find training files. data_pattern='{config.train_data_pattern}'."
-        )
+    train_files = training_files(config, strategy)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if multi_worker and config.max_steps is None:
-        # Workers whose shards run out at different steps would block each other.
-        raise utils.UserError(
-            "Training on several workers needs --max_steps (the data then repeats until "
-            "every worker has run that many steps)."
-        )
-    workers = num_workers(strategy) if multi_worker else 1
-    if len(train_files) < workers:
-        # tf.data then shards by record instead of by file, on each worker's own shuffle.
-        logging.warning(
-            "%d training files for %d workers: workers may read the same records; "
-            "split the data into at least one file per worker.",
-            len(train_files),
-            workers,
-        )
 
     # Every name (model, optimizer, loss) is checked before model_flags.json is written.
     global_batch_size = config.batch_size * strategy.num_replicas_in_sync
@@ -522,7 +448,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         model = models.create_built_model(config.model, reader, config.model_hyperparameters)
         optimizer = create_optimizer(config, global_batch_size)
         optimizer.build(model.trainable_variables)
-    label_loss_fn = utils.class_by_name(config.label_loss, losses.LOSSES, "label_loss")()
+    label_loss_fn = errors.chosen(config.label_loss, losses.LOSSES, "label_loss")()
     prepare_train_dir(config, chief)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     restore_latest(checkpoint, config)
@@ -540,7 +466,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     train_step = make_train_step(model, optimizer, label_loss_fn, config, strategy)
     writer = tf.summary.create_file_writer(config.train_dir) if chief else None
     with reader.errors_explained(config.train_data_pattern):
-        global_step = run_loop(
+        return run_loop(
             config,
             strategy,
             strategy.experimental_distribute_dataset(dataset),
@@ -550,7 +476,30 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             checkpointer,
             writer,
         )
-    return global_step
+
+
+def training_files(config: TrainConfig, strategy: tf.distribute.Strategy) -> list[str]:
+    """Returns the training files; checks that several workers can share them."""
+    no_files = f"Unable to find training files. data_pattern='{config.train_data_pattern}'."
+    train_files = cli.require_files(config.train_data_pattern, no_files, no_files)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return train_files
+    if config.max_steps is None:
+        # Workers whose shards run out at different steps would block each other.
+        raise UserError(
+            "Training on several workers needs --max_steps (the data then repeats until "
+            "every worker has run that many steps)."
+        )
+    workers = num_workers(strategy)
+    if len(train_files) < workers:
+        # tf.data then shards by record instead of by file, on each worker's own shuffle.
+        logging.warning(
+            "%d training files for %d workers: workers may read the same records; "
+            "split the data into at least one file per worker.",
+            len(train_files),
+            workers,
+        )
+    return train_files
 
 
 def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpointer, writer) -> int:
@@ -606,9 +555,10 @@ class TrainingMetrics:
         """Logs one step; stops training (UserError) on a NaN or infinite loss."""
         label_loss = float(outputs["label_loss"])
         reg_loss = float(outputs["reg_loss"])
-        if not np.isfinite(label_loss + self.config.regularization_penalty * reg_loss):
-            raise utils.UserError(
-                f"The loss became {label_loss + reg_loss} at step {global_step}; stopping "
+        loss = label_loss + self.config.regularization_penalty * reg_loss
+        if not np.isfinite(loss):
+            raise UserError(
+                f"The loss became {loss} at step {global_step}; stopping "
                 "without saving this state. Try a smaller --base_learning_rate or "
                 "--clip_gradient_norm."
             )
@@ -640,7 +590,7 @@ class TrainingMetrics:
             perr,
             gap,
         )
-        summaries = {
+        scalars = {
             "model/Training_Hit@1": hit_at_one,
             "model/Training_Perr": perr,
             "model/Training_GAP": gap,
@@ -649,23 +599,22 @@ class TrainingMetrics:
             "label_loss": label_loss,
         }
         if self.config.regularization_penalty != 0:
-            summaries["reg_loss"] = reg_loss
-        write_training_summaries(self.writer, global_step, summaries)
+            scalars["reg_loss"] = reg_loss
+        summaries.write_scalars(self.writer, global_step, scalars)
         if time.time() - self.last_histograms >= HISTOGRAMS_EVERY_SECONDS:
             raw_input = local_values(self.strategy, batch["video_matrix"])
             if raw_input.dtype == np.uint8:
                 num_frames = local_values(self.strategy, batch["num_frames"])
-                raw_input = utils.dequantize_frames([raw_input], [num_frames])
-            write_histograms(self.writer, global_step, self.model, raw_input)
+                raw_input = features.dequantize_frames([raw_input], [num_frames])
+            summaries.write_histograms(self.writer, global_step, self.model, raw_input)
             self.last_histograms = time.time()
 
 
-def main(argv):
-    """Trains with the command-line flags."""
-    del argv
-    train(TrainConfig.from_flags())
+def main(config: TrainConfig) -> None:
+    """Trains with the command-line flags, model hyperparameter flags included."""
+    hyperparameters = models.hyperparameter_flags()
+    train(dataclasses.replace(config, model_hyperparameters=hyperparameters))
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(utils.exit_on_user_error(main))
+    cli.run(main, TrainConfig, *models.hyperparameter_tables())

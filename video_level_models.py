@@ -1,16 +1,21 @@
 """Models that classify a video from its video-level (mean) features."""
 
+import dataclasses
+
 import keras
 import tensorflow as tf
-from absl import flags
 
 import models
+from settings import setting
 
-flags.DEFINE_integer(
-    "moe_num_mixtures",
-    2,
-    "The number of mixtures (excluding the dummy 'expert') used for MoeModel.",
-)
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """The video-level models' hyperparameter flags, recorded in model_flags.json."""
+
+    moe_num_mixtures: int = setting(
+        2, "The number of mixtures (excluding the dummy 'expert') used for MoeModel."
+    )
 
 
 class LogisticModel(models.BaseModel):
@@ -42,7 +47,7 @@ class MoeModel(models.BaseModel):
     def __init__(
         self,
         vocab_size: int,
-        moe_num_mixtures: int = 2,
+        moe_num_mixtures: int = Hyperparameters.moe_num_mixtures,
         l2_penalty: float = 1e-8,
         **unused_hyperparameters,
     ):
@@ -72,3 +77,6 @@ class MoeModel(models.BaseModel):
             gating_distribution[:, :num_mixtures] * expert_distribution, 1
         )
         return {"predictions": tf.reshape(probabilities_by_class_and_batch, [-1, vocab_size])}
+
+
+MODELS = {cls.__name__: cls for cls in (LogisticModel, MoeModel)}

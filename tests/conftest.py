@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-import export_model
-import utils
+import models
+import trained_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Quiet TensorFlow's C++ start-up logging in the scripts the tests run.
@@ -57,11 +57,11 @@ def checkpoint_predictions(train_dir, data_pattern: str):
     The model is rebuilt from model_flags.json and run in inference mode, as eval.py does,
     but here in plain eager code, so tests can check the scripts against it.
     """
-    model, reader, _ = export_model.restored_model(str(train_dir))
+    model, reader, _ = trained_model.restored_model(str(train_dir))
     ids, predictions, labels = [], [], []
     for batch in reader.get_dataset(data_pattern, 64):
-        model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
-        predictions.append(model(model_input, num_frames=batch["num_frames"])["predictions"])
+        outputs = models.forward(model, batch["video_matrix"], batch["num_frames"], training=False)
+        predictions.append(outputs["predictions"])
         labels.append(batch["labels"].numpy())
         ids += [video_id.decode() for video_id in batch["video_ids"].numpy()]
     return ids, np.concatenate(predictions), np.concatenate(labels)

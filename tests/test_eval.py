@@ -21,8 +21,8 @@ from conftest import (
 )
 
 import eval_util
-import export_model
-import utils
+import models
+import trained_model
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 
@@ -147,10 +147,10 @@ def test_inference_model_reproduces_the_checkpoint_in_a_fresh_process(
         env={**os.environ, "PYTHONPATH": ""},
     )
     served = np.load(output, allow_pickle=True)  # video_id is an array of bytes objects.
-    model, reader, _ = export_model.restored_model(train_dir)
+    model, reader, _ = trained_model.restored_model(train_dir)
     batch = next(iter(reader.get_dataset(shard, 1000)))
-    model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
-    predictions = model(model_input)["predictions"].numpy()
+    outputs = models.forward(model, batch["video_matrix"], batch["num_frames"], training=False)
+    predictions = outputs["predictions"].numpy()
     np.testing.assert_array_equal(served["video_id"], batch["video_ids"].numpy())
     for row, (classes, scores) in enumerate(zip(served["class_indexes"], served["predictions"])):
         assert_top_k(predictions[row], classes, scores, k=20)

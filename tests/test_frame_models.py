@@ -10,10 +10,11 @@ from conftest import checkpoint_predictions, one_error_line, run_script
 
 import eval_util
 import export_model
+import features
 import frame_level_models
 import model_util
 import models
-import utils
+import trained_model
 
 FRAME_FLAGS = ("--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128")
 # Small sizes for a short run, and the GAP each reaches on validate after 120 steps at
@@ -195,14 +196,14 @@ def test_batch_norm_statistics_are_trained_saved_and_used_in_eval_and_export(sam
         "--batch_size=32",
         "--max_steps=20",
     )
-    model, reader, _ = export_model.restored_model(str(tmp_path))
+    model, reader, _ = trained_model.restored_model(str(tmp_path))
     moving_means = [w.numpy() for w in model.non_trainable_weights if "moving_mean" in w.path]
     # Momentum 0.999: after 20 steps the statistics have moved ~2% of the way, but moved.
     assert len(moving_means) == 3 and all(np.abs(m).max() > 0 for m in moving_means)
 
     pattern = f"{sample_data}/frame/test0000.tfrecord"
     batch = next(iter(reader.get_dataset(pattern, 40)))
-    model_input = utils.model_input(batch["video_matrix"], batch["num_frames"])
+    model_input = features.dequantized_and_normalized(batch["video_matrix"], batch["num_frames"])
     inference = model(model_input, num_frames=batch["num_frames"])["predictions"].numpy()
     alone = model(model_input[:1], num_frames=batch["num_frames"][:1])["predictions"].numpy()
     np.testing.assert_allclose(alone[0], inference[0], rtol=1e-4)  # No batch statistics.

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from conftest import make_sample_data
 
+import features
 import readers
-import utils
 
 VIDEO_FEATURES = dict(feature_names=["mean_rgb", "mean_audio"], feature_sizes=[1024, 128])
 FRAME_FEATURES = dict(feature_names=["rgb", "audio"], feature_sizes=[1024, 128])
@@ -248,8 +248,8 @@ def test_create_reader_parses_the_feature_flags():
 
 
 def test_dequantize_uses_the_original_512_constant():
-    assert utils.dequantize(0.0) == pytest.approx(-2.0 + 4.0 / 512.0)
-    assert utils.dequantize(255.0) == pytest.approx(2.0 + 4.0 / 512.0)
+    assert features.dequantize(0.0) == pytest.approx(-2.0 + 4.0 / 512.0)
+    assert features.dequantize(255.0) == pytest.approx(2.0 + 4.0 / 512.0)
 
 
 def test_quantized_frames_dequantize_in_the_model_step_to_the_same_values(sample_data):
@@ -264,10 +264,12 @@ def test_quantized_frames_dequantize_in_the_model_step_to_the_same_values(sample
     )
     assert quantized["video_matrix"].dtype == tf.uint8
     np.testing.assert_array_equal(quantized["num_frames"], floats["num_frames"])
-    dequantized = utils.dequantize_frames([quantized["video_matrix"]], [quantized["num_frames"]])
+    dequantized = features.dequantize_frames([quantized["video_matrix"]], [quantized["num_frames"]])
     np.testing.assert_array_equal(dequantized.numpy(), floats["video_matrix"].numpy())
     np.testing.assert_allclose(
-        utils.model_input(quantized["video_matrix"], quantized["num_frames"]).numpy(),
+        features.dequantized_and_normalized(
+            quantized["video_matrix"], quantized["num_frames"]
+        ).numpy(),
         tf.nn.l2_normalize(floats["video_matrix"], -1).numpy(),
         rtol=1e-6,
         atol=1e-7,

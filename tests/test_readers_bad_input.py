@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import one_error_line, run_script
 
 import readers
-import utils
+from errors import UserError
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 FRAME_FLAGS = ("--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128")
@@ -70,7 +70,7 @@ def test_truncated_file_names_the_file(tmp_path, sample_data):
     # Cut inside the last record's payload. (A cut inside a 12-byte record header is read by
     # TensorFlow's record reader as a clean end of file; see the README.)
     path.write_bytes(data[:-100])
-    with pytest.raises(utils.UserError, match=f"{path}: not a valid TFRecord file.*truncated"):
+    with pytest.raises(UserError, match=f"{path}: not a valid TFRecord file.*truncated"):
         read_all(readers.YT8MAggregatedFeatureReader(), str(path))
 
 
@@ -79,37 +79,33 @@ def test_crc_error_names_the_file(tmp_path, sample_data):
     data[len(data) // 2] ^= 0xFF  # Flip bits inside some record's payload.
     path = tmp_path / "crc.tfrecord"
     path.write_bytes(bytes(data))
-    with pytest.raises(utils.UserError, match=f"{path}: not a valid TFRecord file"):
+    with pytest.raises(UserError, match=f"{path}: not a valid TFRecord file"):
         read_all(readers.YT8MAggregatedFeatureReader(), str(path))
 
 
 def test_missing_feature_names_the_feature_and_file(tmp_path, sample_data):
     path, index = write_file_with(tmp_path, sample_data, video_example(audio=False))
-    with pytest.raises(
-        utils.UserError, match=f"{path}: record {index}: missing feature 'mean_audio'"
-    ):
+    with pytest.raises(UserError, match=f"{path}: record {index}: missing feature 'mean_audio'"):
         read_all(readers.YT8MAggregatedFeatureReader(), path)
 
 
 def test_feature_of_the_wrong_length_names_the_feature(tmp_path, sample_data):
     path, index = write_file_with(tmp_path, sample_data, video_example(rgb_size=1000))
     with pytest.raises(
-        utils.UserError, match=f"record {index}: feature 'mean_rgb' has 1000 floats, expected 1024"
+        UserError, match=f"record {index}: feature 'mean_rgb' has 1000 floats, expected 1024"
     ):
         read_all(readers.YT8MAggregatedFeatureReader(), path)
 
 
 def test_label_outside_the_vocabulary_names_the_label(tmp_path, sample_data):
     path, index = write_file_with(tmp_path, sample_data, video_example(labels=(5, 3862)))
-    with pytest.raises(
-        utils.UserError, match=rf"record {index}: label id 3862 is outside \[0, 3862\)"
-    ):
+    with pytest.raises(UserError, match=rf"record {index}: label id 3862 is outside \[0, 3862\)"):
         read_all(readers.YT8MAggregatedFeatureReader(), path)
 
 
 def test_negative_label_is_rejected(tmp_path, sample_data):
     path, _ = write_file_with(tmp_path, sample_data, video_example(labels=(-1,)))
-    with pytest.raises(utils.UserError, match="label id -1 is outside"):
+    with pytest.raises(UserError, match="label id -1 is outside"):
         read_all(readers.YT8MAggregatedFeatureReader(), path)
 
 
@@ -176,8 +172,25 @@ def test_copy_of_good_data_reads_cleanly(tmp_path, sample_data):
 def test_video_level_files_for_a_frame_level_reader_name_the_expected_format(sample_data):
     pattern = f"{sample_data}/video/test0000.tfrecord"
     with pytest.raises(
-        utils.UserError,
+        UserError,
         match="record 0: a video-level tf.train.Example, but "
         "frame-level tf.train.SequenceExample records were expected",
     ):
         read_all(readers.YT8MFrameFeatureReader(), pattern)
+
+
+def test_record_errors_name_the_setting_in_python_and_the_flag_on_the_command_line(sample_data):
+    pattern = f"{sample_data}/frame/test0001.tfrecord"
+    reader = readers.YT8MFrameFeatureReader(feature_sizes=[1024, 100])
+    with pytest.raises(UserError) as error:
+        read_all(reader, pattern)
+    assert str(error.value).endswith("expected 100 (feature_sizes)")
+    result = run_script(
+        "describe_data.py",
+        f"--data_pattern={pattern}",
+        "--frame_features",
+        "--feature_names=rgb,audio",
+        "--feature_sizes=1024,100",
+        check=False,
+    )
+    assert one_error_line(result).endswith("expected 100 (--feature_sizes)")

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from conftest import make_sample_data
 
-import utils
+import features
 
 
 def records(pattern: str) -> list[bytes]:
@@ -57,7 +57,7 @@ def test_video_level_mean_is_the_mean_of_the_dequantized_frames(sample_data):
                 for f in sequence.feature_lists.feature_list["rgb"].feature
             ]
         )
-        expected = utils.dequantize(rgb.astype(np.float64)).mean(axis=0)
+        expected = features.dequantize(rgb.astype(np.float64)).mean(axis=0)
         np.testing.assert_allclose(video["mean_rgb"].float_list.value, expected, atol=1e-5)
 
 

@@ -1,17 +1,23 @@
 """The training maths on tiny hand-set weights, against NumPy written here."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import export_model
+import cli
 import frame_level_models
 import losses
 import models
 import readers
 import train
+import trained_model
 import video_level_models
+from errors import UserError
+
+pytestmark = pytest.mark.fast
 
 
 def sigmoid(x):
@@ -151,13 +157,19 @@ def test_adam_uses_the_tf1_epsilon():
     assert optimizer.beta_1 == pytest.approx(0.9) and optimizer.beta_2 == pytest.approx(0.999)
 
 
-def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(
-        Exception, match="--model='NoSuchModel' is not known; choose one of.*MoeModel"
-    ):
+def test_unknown_names_list_the_valid_ones_as_flags_on_the_command_line():
+    with pytest.raises(UserError) as unknown_model:
         models.create_model("NoSuchModel", 10, {})
-    with pytest.raises(Exception, match="--optimizer='Sgd' is not known.*AdamOptimizer"):
+    assert re.match(
+        "--model='NoSuchModel' is not known; choose one of.*MoeModel",
+        cli.one_line(unknown_model.value),
+    )
+    assert str(unknown_model.value).startswith("model='NoSuchModel' is not known")
+    with pytest.raises(UserError) as unknown_optimizer:
         train.create_optimizer(train.TrainConfig(optimizer="Sgd"), 10)
+    assert re.match(
+        "--optimizer='Sgd' is not known.*AdamOptimizer", cli.one_line(unknown_optimizer.value)
+    )
 
 
 def test_registry_finds_video_level_models_and_passes_hyperparameters():
@@ -187,7 +199,7 @@ def test_a_checkpoint_restores_every_weight_of_every_model(name, tmp_path):
     trained = models.create_built_model(name, reader, SMALL_HYPERPARAMETERS)
     path = tf.train.Checkpoint(model=trained).save(str(tmp_path / "model.ckpt"))
     fresh = models.create_built_model(name, reader, SMALL_HYPERPARAMETERS)
-    export_model.restore_weights(tf.train.Checkpoint(model=fresh), path)
+    trained_model.restore_weights(tf.train.Checkpoint(model=fresh), path)
     assert len(fresh.weights) == len(trained.weights) > 0
     for restored, saved in zip(fresh.weights, trained.weights):
         np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=saved.path)
@@ -203,6 +215,6 @@ class LayersInAList(models.BaseModel):
 
 
 def test_a_model_whose_weights_checkpoints_would_miss_is_refused(monkeypatch):
-    monkeypatch.setattr(video_level_models, "LayersInAList", LayersInAList, raising=False)
+    monkeypatch.setitem(video_level_models.MODELS, "LayersInAList", LayersInAList)
     with pytest.raises(TypeError, match="LayersInAList: checkpoints would not save .*kernel"):
         models.create_built_model("LayersInAList", readers.YT8MAggregatedFeatureReader(), {})

@@ -1,0 +1,79 @@
+"""The command-line edge shared by the scripts: settings as flags, one-line errors, exit codes.
+
+Library modules raise `errors.UserError`; only here does it become one `ERROR:` line
+naming the flags (`--feature_sizes`) and exit status 1, without a traceback.
+"""
+
+import sys
+from collections.abc import Callable
+
+from absl import app, logging
+
+import readers
+import settings
+import trained_model
+from errors import UserError
+
+
+def run(
+    main: Callable[..., None],
+    settings_class: type,
+    *flag_tables: type,
+    with_arguments: bool = False,
+) -> None:
+    """Runs `main(settings)` as an absl program, with one-line errors.
+
+    Args:
+      main: the script's job, called with the settings dataclass of the parsed flags
+        (and the positional command-line arguments, with_arguments).
+      settings_class: the script's settings dataclass; its fields become flags.
+      *flag_tables: further settings dataclasses defined as flags under their own
+        modules (the model hyperparameters), read by `main` itself.
+      with_arguments: pass the positional arguments to main; otherwise there are none.
+    """
+    settings.define_flags(settings_class)
+    for table in flag_tables:
+        settings.define_flags(table, module_name=table.__module__)
+
+    def main_with_one_line_errors(argv: list[str]) -> None:
+        arguments = (argv[1:],) if with_arguments else ()
+        try:
+            main(settings.from_flags(settings_class), *arguments)
+        except trained_model.ModelFlagsMismatchError as error:
+            for line in (one_line(error), *error.details):
+                logging.error(line)
+            sys.exit(1)
+        except UserError as error:
+            print(f"ERROR: {one_line(error)}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    app.run(main_with_one_line_errors)
+
+
+def one_line(error: UserError) -> str:
+    """Returns the error's message with its settings written as flags."""
+    return error.with_settings_named("--")
+
+
+def require_files(data_pattern: str, unspecified: str, no_match: str | None = None) -> list[str]:
+    """Returns the files matching a data-pattern flag, or fails with the original's words.
+
+    Args:
+      data_pattern: the flag's value, a glob on any tf.io.gfile file system.
+      unspecified: the error when the flag is empty.
+      no_match: the error when no file matches (default: the reader's).
+    """
+    if not data_pattern:
+        raise UserError(unspecified)
+    try:
+        return readers.list_files(data_pattern)
+    except UserError:
+        if no_match is None:
+            raise
+        raise UserError(no_match) from None
+
+
+def refuse_segment_labels(segment_labels: bool) -> None:
+    """Fails on --segment_labels, which this port does not support yet."""
+    if segment_labels:
+        raise UserError("{segment_labels} is not supported by this port yet.", "segment_labels")

@@ -1,0 +1,80 @@
+"""Settings dataclasses, and the command-line flags derived from them.
+
+Each script's settings are one frozen dataclass whose fields carry their default and help
+text, so both are written once: the script defines its flags from the dataclass and
+builds the dataclass from the parsed flags, and a test or notebook builds it directly.
+Settings that several scripts share (`train_dir`, `batch_size`, ...) keep one help text
+here; each script gives its own default, as the original's scripts did.
+"""
+
+import dataclasses
+import sys
+import types
+from typing import Any
+
+from absl import flags
+
+# The help of the settings that several scripts share, by name.
+SHARED_HELP = {
+    "train_dir": "Directory of the checkpoints, summaries, model_flags.json and inference model.",
+    "batch_size": "Videos per batch (per GPU when training).",
+    "num_readers": "Files read at once in training (evaluation reads in order).",
+    "segment_labels": (
+        "Use the 2019 segment-rated labels (frame-level data only; not supported yet)."
+    ),
+    "feature_names": "Comma-separated names of the features to use.",
+    "feature_sizes": "Comma-separated sizes of those features.",
+    "frame_features": (
+        "Read frame-level SequenceExamples (rgb, audio per frame) instead of video-level Examples."
+    ),
+    "id_feature": "Key of the video id in the records: 'id' (2018 on) or 'video_id' (2017).",
+    "top_k": "Predictions per video kept for GAP and mAP.",
+    "num_classes": "Size of the label vocabulary.",
+}
+
+_DEFINERS = {
+    bool: flags.DEFINE_bool,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    str: flags.DEFINE_string,
+    list: flags.DEFINE_list,
+}
+
+
+def setting(default: Any, help: str | None = None) -> Any:
+    """Returns a dataclass field that is also a flag; help None takes SHARED_HELP's."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def flag_fields(settings_class: type) -> list[dataclasses.Field]:
+    """Returns the fields of a settings dataclass that are command-line flags."""
+    return [field for field in dataclasses.fields(settings_class) if "help" in field.metadata]
+
+
+def define_flags(settings_class: type, module_name: str | None = None) -> None:
+    """Defines one flag per setting of the dataclass, with its default and help.
+
+    Args:
+      settings_class: a dataclass whose flag fields were made by `setting`.
+      module_name: the module the flags are listed under in --help (default: the
+        running script, as absl names it).
+    """
+    module_name = module_name or sys.argv[0]
+    for field in flag_fields(settings_class):
+        kind = field.type
+        if isinstance(kind, types.UnionType):  # `int | None`: an optional integer
+            kind = next(member for member in kind.__args__ if member is not type(None))
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        help_text = field.metadata["help"] or SHARED_HELP[field.name]
+        define = _DEFINERS[getattr(kind, "__origin__", kind)]
+        define(field.name, default, help_text, module_name=module_name)
+
+
+def from_flags(settings_class: type, **values: Any) -> Any:
+    """Returns the settings dataclass of the parsed flags (and of the values given)."""
+    from_command_line = {
+        field.name: flags.FLAGS[field.name].value for field in flag_fields(settings_class)
+    }
+    return settings_class(**from_command_line, **values)

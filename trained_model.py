@@ -1,0 +1,159 @@
+"""A training directory's model: model_flags.json, and the model rebuilt from it.
+
+train.py writes `<train_dir>/model_flags.json` (the model, its features, loss and
+hyperparameters); eval.py, export_model.py and inference.py read it back to rebuild the
+same model and reader, and restore a checkpoint into it.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+import atomic_write
+import models
+import readers
+from errors import UserError
+
+MODEL_FLAGS_FILE = "model_flags.json"
+INFERENCE_MODEL_DIR = "inference_model"
+
+# The keys of the original's model_flags.json; the others are hyperparameters, except:
+ORIGINAL_MODEL_FLAGS = ("model", "feature_sizes", "feature_names", "frame_features", "label_loss")
+# keys added after the first release, and their value in directories written before.
+LATER_KEYS = {"id_feature": "id"}
+
+
+class ModelFlagsMismatchError(UserError):
+    """Training resumed with other model flags than train_dir's model_flags.json holds."""
+
+    def __init__(self, path: str, model_flags: dict, existing: dict):
+        super().__init__(
+            f"Model flags do not match existing file {path}. Please delete the file, change "
+            "{train_dir}, or pass flag {start_new_model}",
+            "train_dir",
+            "start_new_model",
+        )
+        self.details = (
+            f"Ran model with flags: {json.dumps(model_flags)}",
+            f"Previously ran with flags: {json.dumps(existing)}",
+        )
+
+
+def model_flags_path(train_dir: str) -> str:
+    """Returns the path of a training directory's model_flags.json."""
+    return os.path.join(train_dir, MODEL_FLAGS_FILE)
+
+
+def inference_model_path(train_dir: str) -> str:
+    """Returns where eval.py writes the inference model of a training directory."""
+    return os.path.join(train_dir, INFERENCE_MODEL_DIR)
+
+
+def write_or_check_model_flags(train_dir: str, model_flags: dict) -> None:
+    """Writes model_flags.json, or checks that the existing one holds the same flags.
+
+    Raises:
+      ModelFlagsMismatchError: the file exists and differs.
+    """
+    path = model_flags_path(train_dir)
+    if not tf.io.gfile.exists(path):
+        atomic_write.write_text(path, json.dumps(model_flags))
+        return
+    existing = load_json(path)
+    if {**LATER_KEYS, **existing} != model_flags:
+        raise ModelFlagsMismatchError(path, model_flags, existing)
+
+
+def read_model_flags(train_dir: str, hint: str) -> dict:
+    """Returns train_dir's model_flags.json, keys added later filled with their old value.
+
+    Raises:
+      UserError: the file is missing ("Cannot find file <path>. <hint>") or lacks keys.
+    """
+    path = model_flags_path(train_dir)
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"Cannot find file {path}. {hint}")
+    model_flags = {**LATER_KEYS, **load_json(path)}
+    missing = [key for key in ORIGINAL_MODEL_FLAGS if key not in model_flags]
+    if missing:
+        raise UserError(f"{path} lacks the keys {missing}.")
+    return model_flags
+
+
+def load_json(path: str) -> dict:
+    """Returns a JSON object read from a file; a malformed one is a UserError."""
+    with tf.io.gfile.GFile(path) as file:
+        try:
+            value = json.load(file)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} should hold a JSON object.")
+    return value
+
+
+def hyperparameters(model_flags: dict) -> dict:
+    """Returns the model hyperparameters recorded in a model_flags.json dict."""
+    recorded = ORIGINAL_MODEL_FLAGS + tuple(LATER_KEYS)
+    return {key: value for key, value in model_flags.items() if key not in recorded}
+
+
+def reader_for(model_flags: dict) -> readers.BaseReader:
+    """Returns the reader of the features a model was trained on.
+
+    Frames stay uint8 until the (XLA-compiled) model step dequantizes them.
+    """
+    return readers.create_reader(
+        model_flags["frame_features"],
+        model_flags["feature_names"],
+        model_flags["feature_sizes"],
+        id_feature=model_flags["id_feature"],
+        quantized_frames=model_flags["frame_features"],
+    )
+
+
+def model_from_flags(train_dir: str) -> tuple[models.BaseModel, readers.BaseReader, dict]:
+    """Returns (new model, reader, model_flags dict) as train_dir's model_flags.json says.
+
+    Raises:
+      UserError: train_dir has no usable model_flags.json.
+    """
+    model_flags = read_model_flags(train_dir, "Did you run train.py on the same --train_dir?")
+    reader = reader_for(model_flags)
+    model = models.create_built_model(model_flags["model"], reader, hyperparameters(model_flags))
+    return model, reader, model_flags
+
+
+def restored_model(train_dir: str, checkpoint_path: str | None = None):
+    """Returns (model, reader, checkpoint path): the model restored from a checkpoint.
+
+    Args:
+      train_dir: a training directory (model_flags.json and checkpoints).
+      checkpoint_path: a checkpoint prefix; default the latest in train_dir.
+
+    Raises:
+      UserError: no model_flags.json or no checkpoint.
+    """
+    model, reader, _ = model_from_flags(train_dir)
+    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(train_dir)
+    if not checkpoint_path:
+        raise UserError(f"No checkpoint found in {{train_dir}}={train_dir}.", "train_dir")
+    restore_weights(tf.train.Checkpoint(model=model), checkpoint_path)
+    return model, reader, checkpoint_path
+
+
+def restore_weights(checkpoint: tf.train.Checkpoint, checkpoint_path: str) -> None:
+    """Restores the model's weights (not the optimizer's); fails if any is missing.
+
+    Raises:
+      UserError: the checkpoint lacks some of the model's variables, e.g. because
+        model_flags.json describes another model than the one trained.
+    """
+    try:
+        checkpoint.restore(checkpoint_path).assert_existing_objects_matched().expect_partial()
+    except AssertionError as error:
+        raise UserError(
+            f"{checkpoint_path} does not match the model that model_flags.json describes: "
+            f"{str(error).split(' Showing')[0]}"
+        ) from None
