@@ -1,11 +1,13 @@
 r"""Benchmarks: throughput figures measured as ratios within one run.
 
-  python bench.py readers   # both readers vs a one-record-at-a-time pipeline
-  python bench.py train     # train-step examples/s, reader-fed vs in-memory batches
-  python bench.py metrics   # EvaluationMetrics vs a straightforward reference
-  python bench.py eval      # eval.py's examples/s against the original's
-  python bench.py inference # inference.py end to end vs one record at a time
-  python bench.py frame     # frame-level training, reader-fed vs in-memory
+Run from the repository root:
+
+  python -m benchmarks.bench readers   # both readers vs a one-record-at-a-time pipeline
+  python -m benchmarks.bench train     # train-step examples/s, reader-fed vs in-memory
+  python -m benchmarks.bench metrics   # EvaluationMetrics vs the original's algorithm
+  python -m benchmarks.bench eval      # eval.py's examples/s against the original's
+  python -m benchmarks.bench inference # inference.py end to end vs one record at a time
+  python -m benchmarks.bench frame     # frame-level training, reader-fed vs in-memory
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -14,6 +16,7 @@ shared machine.
 """
 
 import atexit
+import dataclasses
 import functools
 import itertools
 import os
@@ -26,23 +29,34 @@ import time
 from collections.abc import Callable
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-import bench_metrics
+import cli
 import eval as eval_module
 import export_model
+import features
 import inference
 import losses
 import models
 import readers
 import train
-import utils
+import trained_model
+from benchmarks import bench_metrics
+from errors import UserError
+from settings import setting
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", "", "Existing sample data (make_sample_data.py); default: make it.")
-flags.DEFINE_integer("repeats", 3, "Timed passes per figure; the median is reported.")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """The benchmarks' settings, each a flag; the benchmarks read them as FLAGS."""
+
+    data_dir: str = setting("", "Existing sample data (make_sample_data.py); default: make it.")
+    repeats: int = setting(3, "Timed passes per figure; the median is reported.")
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.cache
@@ -65,7 +79,7 @@ def sample_data_dir(data_format: str, num_videos: int, mean_frames: int = 150) -
     subprocess.run(
         [
             sys.executable,
-            os.path.join(HERE, "make_sample_data.py"),
+            os.path.join(REPO, "make_sample_data.py"),
             f"--output_dir={output_dir}",
             f"--num_train_videos={num_videos}",
             "--num_validate_videos=0",
@@ -114,17 +128,21 @@ def naive_video_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.D
         spec[name] = tf.io.FixedLenFeature([size], tf.float32)
 
     def parse_one(serialized):
-        features = tf.io.parse_single_example(serialized, spec)
-        labels = tf.sparse.to_indicator(features["labels"], reader.num_classes)
+        parsed = tf.io.parse_single_example(serialized, spec)
+        labels = tf.sparse.to_indicator(parsed["labels"], reader.num_classes)
         return {
-            "video_ids": features["id"],
-            "video_matrix": tf.concat([features[n] for n in reader.feature_names], 0),
+            "video_ids": parsed["id"],
+            "video_matrix": tf.concat([parsed[n] for n in reader.feature_names], 0),
             "labels": tf.cast(labels, tf.float32),
             "num_frames": tf.constant(1, tf.int32),
         }
 
-    files = readers.list_files(data_pattern)
-    records = tf.data.TFRecordDataset(files)
+    return one_record_at_a_time(data_pattern, parse_one, batch_size)
+
+
+def one_record_at_a_time(data_pattern: str, parse_one, batch_size: int) -> tf.data.Dataset:
+    """Returns the batches of parse_one applied to each record (the original's shape)."""
+    records = tf.data.TFRecordDataset(readers.list_files(data_pattern))
     return (
         records.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
@@ -152,7 +170,7 @@ def naive_frame_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.D
             frames = frames[: reader.max_frames]
             if num_frames is None:
                 num_frames = tf.shape(frames)[0]
-            frames = utils.dequantize(tf.cast(frames, tf.float32))
+            frames = features.dequantize(tf.cast(frames, tf.float32))
             padding = [[0, reader.max_frames - tf.shape(frames)[0]], [0, 0]]
             matrices.append(tf.pad(frames, padding))
         labels = tf.sparse.to_indicator(context["labels"], reader.num_classes)
@@ -163,13 +181,7 @@ def naive_frame_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.D
             "num_frames": num_frames,
         }
 
-    files = readers.list_files(data_pattern)
-    records = tf.data.TFRecordDataset(files)
-    return (
-        records.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return one_record_at_a_time(data_pattern, parse_one, batch_size)
 
 
 def report_pair(label: str, data_pattern: str, fast: tf.data.Dataset, naive: tf.data.Dataset):
@@ -298,22 +310,16 @@ def untrained_train_dir(model_name: str, data_format: str):
         feature_names=feature_names,
         feature_sizes=feature_sizes,
         frame_features=data_format == "frame",
-        model_hyperparameters=default_hyperparameters(),
     )
-    utils.write_or_check_model_flags(train_dir, config.model_flags())
+    trained_model.write_or_check_model_flags(train_dir, config.model_flags())
     reader = readers.create_reader(config.frame_features, feature_names, feature_sizes)
     model = models.create_built_model(model_name, reader, config.model_hyperparameters)
     tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "model.ckpt"))
     return train_dir, reader, model
 
 
-def default_hyperparameters() -> dict:
-    """Returns every model hyperparameter flag at its default (none is passed to bench.py)."""
-    return models.hyperparameter_flags()
-
-
 # The original TF1 scripts on this kind of 2-core machine, examples/s (measured for the
-# project, shared/PERF_NOTES.md):
+# project with google/youtube-8m's scripts under TensorFlow 1.15):
 # (data format, model, batch size, original examples/s).
 ORIGINAL_EVAL = [
     ("video", "LogisticModel", 1024, 3540),
@@ -354,8 +360,8 @@ def bench_inference() -> None:
     for data_format, model_name, batch_size, original in ORIGINAL_INFERENCE:
         data_pattern = data_pattern_of(data_format)
         train_dir, reader, model = untrained_train_dir(model_name, data_format)
-        export_model.export(model, reader, inference.inference_model_dir(train_dir))
-        serve = export_model.load(inference.inference_model_dir(train_dir))
+        export_model.export(model, reader, trained_model.inference_model_path(train_dir))
+        serve = export_model.load(trained_model.inference_model_path(train_dir))
         output_file = os.path.join(train_dir, "predictions.csv")
         records = [
             r.numpy() for r in tf.data.TFRecordDataset(readers.list_files(data_pattern)).take(500)
@@ -402,7 +408,6 @@ def bench_frame() -> None:
             frame_features=True,
             feature_names="rgb,audio",
             feature_sizes="1024,128",
-            model_hyperparameters=default_hyperparameters(),
         )
         # As train.py reads frames: uint8, dequantized in the step.
         reader = readers.create_reader(
@@ -444,15 +449,15 @@ BENCHMARKS = {
 }
 
 
-def main(argv):
-    """Runs the benchmarks named on the command line."""
-    names = argv[1:] or sorted(BENCHMARKS)
+def main(unused_config: BenchConfig, names: list[str]) -> None:
+    """Runs the benchmarks named on the command line (default: all)."""
+    names = names or sorted(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
-        raise utils.UserError(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}.")
+        raise UserError(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}.")
     for name in names:
         BENCHMARKS[name]()
 
 
 if __name__ == "__main__":
-    app.run(utils.exit_on_user_error(main))
+    cli.run(main, BenchConfig, with_arguments=True)
