@@ -8,7 +8,7 @@ DEMO := demo_output
 # Hide TensorFlow's C++ start-up chatter (CUDA probing on machines without a GPU).
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# A signal in under a minute: in-process tests on tiny models and files (marker `fast`).
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m fast
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
