@@ -3,14 +3,11 @@
 The metrics are the original's definitions, bit for bit, computed with whole-batch NumPy
 operations instead of Python loops over videos:
 
-* The top-k classes of every video come from `np.argpartition(..., axis=1)`. It selects
-  the same classes as the original's per-row calls, which matters when scores tie at
-  the k-th place. The order argpartition returns within a row never matters: the
-  original regroups the items class by class in video order, and so does this module.
-* Work that reads each video's row on its own (argpartition, argmax, gathers, the scan
-  of the labels) is cut into chunks of consecutive rows run at the same time by a small
-  thread pool; NumPy releases the GIL inside these calls. Rows are independent, so the
-  results are the same arrays, element for element, as from one call over the batch.
+* The top-k classes of every video come from `np.argpartition(..., axis=1)`, in row
+  blocks on parallel threads. It selects the same classes as the original's per-row
+  calls, which matters when scores tie at the k-th place; the order within a row never
+  matters (the original regroups the items class by class in video order, as here).
+* EvaluationMetrics.accumulate's hit at one reads argmax's class from the top k.
 * PERR needs, per video, the n highest-scored classes (n = its number of labels). With
   0/1 labels, the count of positives among them follows from the video's top-k scores
   unless a positive and a negative tie at the n-th score. Only those videos, and videos
@@ -21,10 +18,8 @@ operations instead of Python loops over videos:
 """
 
 import os
-import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,7 +45,9 @@ def calculate_hit_at_one(predictions, actuals) -> float:
       float: The average hit at one across the entire batch.
     """
     predictions, actuals = np.asarray(predictions), np.asarray(actuals)
-    return _hit_at_one(predictions, actuals)
+    top_prediction = np.argmax(predictions, 1)
+    hits = actuals[np.arange(actuals.shape[0]), top_prediction].astype(np.float64)
+    return np.average(hits)
 
 
 def calculate_precision_at_equal_recall_rate(predictions, actuals) -> float:
@@ -66,8 +63,7 @@ def calculate_precision_at_equal_recall_rate(predictions, actuals) -> float:
       float: The average precision at equal recall rate across the entire batch.
     """
     predictions, actuals = np.asarray(predictions), np.asarray(actuals)
-    items, labels, _ = _scan_batch(predictions, actuals, 20)
-    return _precision_at_equal_recall_rate(predictions, labels, items.top_scores)
+    return _precision_at_equal_recall_rate(predictions, _scan_batch(predictions, actuals, 20))
 
 
 def calculate_gap(predictions, actuals, top_k: int = 20) -> float:
@@ -89,10 +85,10 @@ def calculate_gap(predictions, actuals, top_k: int = 20) -> float:
       ValueError: top_k is not a positive integer.
     """
     predictions, actuals = np.asarray(predictions), np.asarray(actuals)
-    items, labels, _ = _scan_batch(predictions, actuals, top_k)
+    scan = _scan_batch(predictions, actuals, top_k)
     gap_calculator = ap_calculator.AveragePrecisionCalculator()
     gap_calculator.accumulate(
-        items.predictions, items.labels, _sequential_total(labels.class_positives)
+        scan.predictions, scan.labels, _sequential_total(scan.class_positives)
     )
     return gap_calculator.peek_ap_at_n()
 
@@ -119,30 +115,12 @@ def top_k_by_class(predictions, labels, k: int = 20):
       ValueError: An error occurred when the k is not a positive integer.
     """
     predictions, labels = np.asarray(predictions), np.asarray(labels)
-    items, batch_labels, _ = _scan_batch(predictions, labels, k)
-    num_classes = predictions.shape[1]
-    boundaries = np.cumsum(np.bincount(items.class_ids, minlength=num_classes))[:-1]
-    out_predictions = [part.tolist() for part in np.split(items.predictions, boundaries)]
-    out_labels = [part.tolist() for part in np.split(items.labels, boundaries)]
-    out_true_positives = batch_labels.class_positives.tolist()
+    scan = _scan_batch(predictions, labels, k)
+    boundaries = np.cumsum(np.bincount(scan.class_ids, minlength=predictions.shape[1]))[:-1]
+    out_predictions = [part.tolist() for part in np.split(scan.predictions, boundaries)]
+    out_labels = [part.tolist() for part in np.split(scan.labels, boundaries)]
+    out_true_positives = scan.class_positives.tolist()
     return out_predictions, out_labels, out_true_positives
-
-
-def top_k_triplets(predictions, labels, k: int = 20):
-    """Gets the top_k of a 1-d numpy array.
-
-    Args:
-      predictions: A 1-d numpy array of the model's scores for one video.
-      labels: A 1-d numpy array of its ground truth labels.
-      k: The number of top predictions to pick.
-
-    Returns:
-      A sparse list of tuples in (class, prediction, label) format.
-    """
-    m = len(predictions)
-    k = min(k, m)
-    indices = np.argpartition(predictions, -k)[-k:]
-    return [(index, predictions[index], labels[index]) for index in indices]
 
 
 class EvaluationMetrics:
@@ -162,13 +140,10 @@ class EvaluationMetrics:
           ValueError: An error occurred when MeanAveragePrecisionCalculator cannot be
             constructed.
         """
-        self.sum_hit_at_one = 0.0
-        self.sum_perr = 0.0
-        self.sum_loss = 0.0
         self.map_calculator = map_calculator.MeanAveragePrecisionCalculator(num_class, top_n=top_n)
         self.global_ap_calculator = ap_calculator.AveragePrecisionCalculator()
         self.top_k = top_k
-        self.num_examples = 0
+        self.clear()  # sets the sums and num_examples to 0
 
     def accumulate(self, predictions, labels, loss) -> dict:
         """Accumulates the metrics calculated locally for this mini-batch.
@@ -193,23 +168,20 @@ class EvaluationMetrics:
         if predictions.shape != labels.shape:
             raise ValueError("the shape of predictions and actuals does not match.")
         batch_size = labels.shape[0]
-        items, batch_labels, top_prediction_labels = _scan_batch(predictions, labels, self.top_k)
-        mean_hit_at_one = np.average(top_prediction_labels.astype(np.float64))
-        mean_perr = _precision_at_equal_recall_rate(predictions, batch_labels, items.top_scores)
+        scan = _scan_batch(predictions, labels, self.top_k)
+        mean_hit_at_one = np.average(_hits_at_one(predictions, scan))
+        mean_perr = _precision_at_equal_recall_rate(predictions, scan)
         mean_loss = np.mean(np.asarray(loss, dtype=np.float64))
-
-        self.map_calculator._accumulate_grouped(
-            items.class_ids, items.predictions, items.labels, batch_labels.class_positives
+        self.map_calculator.accumulate_grouped(
+            scan.class_ids, scan.predictions, scan.labels, scan.class_positives
         )
         self.global_ap_calculator.accumulate(
-            items.predictions, items.labels, _sequential_total(batch_labels.class_positives)
+            scan.predictions, scan.labels, _sequential_total(scan.class_positives)
         )
-
         self.num_examples += batch_size
         self.sum_hit_at_one += mean_hit_at_one * batch_size
         self.sum_perr += mean_perr * batch_size
         self.sum_loss += mean_loss * batch_size
-
         return {"hit_at_one": mean_hit_at_one, "perr": mean_perr, "loss": mean_loss}
 
     def get(self) -> dict:
@@ -225,19 +197,12 @@ class EvaluationMetrics:
         """
         if self.num_examples <= 0:
             raise ValueError("total_sample must be positive.")
-        avg_hit_at_one = self.sum_hit_at_one / self.num_examples
-        avg_perr = self.sum_perr / self.num_examples
-        avg_loss = self.sum_loss / self.num_examples
-
-        aps = self.map_calculator.peek_map_at_n()
-        gap = self.global_ap_calculator.peek_ap_at_n()
-
         return {
-            "avg_hit_at_one": avg_hit_at_one,
-            "avg_perr": avg_perr,
-            "avg_loss": avg_loss,
-            "aps": aps,
-            "gap": gap,
+            "avg_hit_at_one": self.sum_hit_at_one / self.num_examples,
+            "avg_perr": self.sum_perr / self.num_examples,
+            "avg_loss": self.sum_loss / self.num_examples,
+            "aps": self.map_calculator.peek_map_at_n(),
+            "gap": self.global_ap_calculator.peek_ap_at_n(),
         }
 
     def clear(self) -> None:
@@ -250,177 +215,95 @@ class EvaluationMetrics:
         self.num_examples = 0
 
 
-# ---------------------------------------------------------------------------------------
-# Batch building blocks.
-# ---------------------------------------------------------------------------------------
+# Rows per block of _scan_rows: argpartition's [rows, classes] index matrix stays in cache.
+_BLOCK_ROWS = 64
+# Threads of _scan_rows, one per CPU this process may run on.
+_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-class _TopKItems(NamedTuple):
-    """The top-k entries of a batch, in the order the original feeds its calculators.
-
-    Attributes:
-      class_ids: the class of each entry; entries are grouped by class (ascending) and,
-        within a class, in video order (the original's flatten(top_k_by_class(...))).
-      predictions: float64 scores of the entries.
-      labels: float64 labels of the entries.
-      top_scores: [batch, k] scores of each video's top-k (any order within a row).
-    """
-
-    class_ids: np.ndarray
-    predictions: np.ndarray
-    labels: np.ndarray
-    top_scores: np.ndarray
-
-
-class _BatchLabels(NamedTuple):
-    """The labels of a batch, summarised.
+class _BatchScan(NamedTuple):
+    """What the metrics read from a batch (see _scan_batch).
 
     Attributes:
-      labels: the labels matrix as given.
-      binary: whether every label is 0 or 1.
+      class_ids, predictions, labels: the top-k entries (float64 scores and labels),
+        grouped by class and, within a class, in video order (as top_k_by_class).
+      top_classes, top_scores: [batch, k], each video's top-k (any order within a row).
+      label_matrix: the labels as given; binary: whether every label is 0 or 1.
       rows, columns: the (video, class) of every positive, if binary.
       labels_per_video: the original's int(np.sum(labels[row])) of every video.
       class_positives: float64, the original's np.sum(labels[:, c]) of every class.
     """
 
+    class_ids: np.ndarray
+    predictions: np.ndarray
     labels: np.ndarray
+    top_classes: np.ndarray
+    top_scores: np.ndarray
+    label_matrix: np.ndarray
     binary: bool
     rows: np.ndarray
     columns: np.ndarray
     labels_per_video: np.ndarray
     class_positives: np.ndarray
 
-    @classmethod
-    def of(cls, labels: np.ndarray, nonzero: np.ndarray, only_ones: bool) -> "_BatchLabels":
-        """Summarises a [batch, classes] labels matrix.
 
-        0/1 labels (the YouTube-8M case) are read sparsely: every count is an exact
-        small integer, whatever the order of summation. Other labels are summed in
-        float64 exactly as np.sum sums a row or a column (pairwise).
+def _scan_batch(predictions: np.ndarray, labels: np.ndarray, k: int) -> _BatchScan:
+    """Reads a batch once; k is capped at the number of classes (ValueError if k <= 0).
 
-        Args:
-          labels: the labels matrix.
-          nonzero: the flat positions of its nonzero labels, ascending.
-          only_ones: whether all of those labels are 1.
-        """
-        batch_size, num_classes = labels.shape
-        if only_ones:
-            rows, columns = np.divmod(nonzero, num_classes)
-            per_video = np.bincount(rows, minlength=batch_size)
-            per_class = np.bincount(columns, minlength=num_classes).astype(np.float64)
-            return cls(labels, True, rows, columns, per_video, per_class)
-        as_float64 = labels.astype(np.float64)
-        per_video = np.sum(as_float64, axis=1).astype(np.int64)
-        per_class = np.sum(np.ascontiguousarray(as_float64.T), axis=1)
-        empty = np.zeros(0, dtype=np.int64)
-        return cls(labels, False, empty, empty, per_video, per_class)
-
-
-class _RowScan(NamedTuple):
-    """What one pass over some consecutive rows of a batch finds (see _scan_rows).
-
-    Attributes:
-      top_classes: [rows, k] argpartition's top-k classes of each row.
-      top_scores: [rows, k] their scores.
-      top_labels: [rows, k] their labels.
-      top_prediction_labels: [rows] the label of each row's first highest score.
-      nonzero: flat positions, in the whole batch, of the rows' nonzero labels.
-      only_ones: whether all of those labels are 1.
-    """
-
-    top_classes: np.ndarray
-    top_scores: np.ndarray
-    top_labels: np.ndarray
-    top_prediction_labels: np.ndarray
-    nonzero: np.ndarray
-    only_ones: bool
-
-    @classmethod
-    def join(cls, chunks: list["_RowScan"]) -> "_RowScan":
-        """Puts the scans of consecutive row chunks back together, in row order."""
-        if len(chunks) == 1:
-            return chunks[0]
-        array_fields = cls._fields[:-1]  # all but only_ones
-        arrays = (
-            np.concatenate([getattr(chunk, field) for chunk in chunks]) for field in array_fields
-        )
-        return cls(*arrays, only_ones=all(chunk.only_ones for chunk in chunks))
-
-
-def _scan_rows(
-    predictions: np.ndarray, labels: np.ndarray, k: int, start: int, stop: int
-) -> _RowScan:
-    """Everything the metrics read from rows start..stop-1 of a batch, row by row."""
-    row_predictions, row_labels = predictions[start:stop], labels[start:stop]
-    # argpartition returns a [rows, classes] index matrix; a few rows at a time it stays
-    # in cache instead of taking fresh memory (31 MB for 1,024 x 3,862).
-    top_classes = np.empty((stop - start, k), dtype=np.intp)
-    for block in range(0, stop - start, _ARGPARTITION_ROWS):
-        block_predictions = row_predictions[block : block + _ARGPARTITION_ROWS]
-        top_classes[block : block + _ARGPARTITION_ROWS] = np.argpartition(
-            block_predictions, -k, axis=1
-        )[:, -k:]
-    top_scores = np.take_along_axis(row_predictions, top_classes, axis=1)
-    top_labels = np.take_along_axis(row_labels, top_classes, axis=1)
-    row_numbers = np.arange(stop - start)
-    top_prediction_labels = row_labels[row_numbers, np.argmax(row_predictions, axis=1)]
-    nonzero = np.flatnonzero(row_labels != 0)
-    only_ones = bool(np.all(row_labels.ravel()[nonzero] == 1))
-    return _RowScan(
-        top_classes,
-        top_scores,
-        top_labels,
-        top_prediction_labels,
-        nonzero + start * labels.shape[1],
-        only_ones,
-    )
-
-
-def _scan_batch(
-    predictions: np.ndarray, labels: np.ndarray, k: int
-) -> tuple[_TopKItems, _BatchLabels, np.ndarray]:
-    """Reads a batch once, in parallel row chunks.
-
-    Args:
-      predictions: [batch, classes] scores.
-      labels: [batch, classes] labels.
-      k: how many top-scored classes to keep per video (capped at the classes).
-
-    Returns:
-      (items, labels, top_prediction_labels): the top-k entries grouped by class as the
-      original groups them, the summarised labels, and the label of each video's first
-      highest score (the original's hit at one).
-
-    Raises:
-      ValueError: k is not a positive integer.
+    0/1 labels (the YouTube-8M case) are read sparsely: every count is an exact small
+    integer, whatever the order of summation. Other labels are summed in float64
+    exactly as the original's np.sum sums a row or a column (pairwise).
     """
     if k <= 0:
         raise ValueError("k must be a positive integer.")
     predictions, labels = np.ascontiguousarray(predictions), np.ascontiguousarray(labels)
     batch_size, num_classes = predictions.shape
     k = min(k, num_classes)
-    chunks = _map_row_chunks(
-        lambda start, stop: _scan_rows(predictions, labels, k, start, stop),
-        batch_size,
-        num_classes,
+    top_classes, nonzero = _scan_rows(predictions, labels, k)
+    # A stable sort by class keeps each class's entries in video order.
+    by_class = np.argsort(
+        top_classes.ravel().astype(np.min_scalar_type(num_classes)), kind="stable"
     )
-    scan = _RowScan.join(chunks)
-    batch_labels = _BatchLabels.of(labels, scan.nonzero, scan.only_ones)
-    # Sort (class, position in the [batch, k] matrix) packed in one int64: by class,
-    # then video, since positions grow with the video.
-    position_bits = max(int(batch_size * k - 1).bit_length(), 1)
-    keys = np.sort(
-        (scan.top_classes.ravel().astype(np.int64) << position_bits)
-        | np.arange(scan.top_classes.size)
+    flat_positions = top_classes + (np.arange(batch_size) * num_classes)[:, None]
+    top_scores = predictions.reshape(-1).take(flat_positions)  # faster than take_along_axis
+    top_labels = labels.reshape(-1).take(flat_positions).ravel()
+    items = (
+        top_classes.ravel()[by_class],
+        top_scores.ravel()[by_class].astype(np.float64),
+        top_labels[by_class].astype(np.float64),
+        top_classes,
+        top_scores,
+        labels,
     )
-    positions = keys & ((1 << position_bits) - 1)
-    items = _TopKItems(
-        class_ids=keys >> position_bits,
-        predictions=scan.top_scores.ravel()[positions].astype(np.float64),
-        labels=scan.top_labels.ravel()[positions].astype(np.float64),
-        top_scores=scan.top_scores,
-    )
-    return items, batch_labels, scan.top_prediction_labels
+    if np.all(labels.ravel()[nonzero] == 1):
+        rows, columns = np.divmod(nonzero, num_classes)
+        per_video = np.bincount(rows, minlength=batch_size)
+        per_class = np.bincount(columns, minlength=num_classes).astype(np.float64)
+        return _BatchScan(*items, True, rows, columns, per_video, per_class)
+    as_float64 = labels.astype(np.float64)
+    per_video = np.sum(as_float64, axis=1).astype(np.int64)
+    per_class = np.sum(np.ascontiguousarray(as_float64.T), axis=1)
+    empty = np.zeros(0, dtype=np.int64)
+    return _BatchScan(*items, False, empty, empty, per_video, per_class)
+
+
+def _scan_rows(predictions: np.ndarray, labels: np.ndarray, k: int):
+    """(top_classes, nonzero): what needs each whole row, read in parallel row blocks.
+
+    top_classes[row] is np.argpartition(predictions[row], -k)[-k:]; nonzero holds the
+    flat positions of the nonzero labels. NumPy releases the GIL in these calls, and
+    each block is computed as it would be alone, so the threads do not change results.
+    """
+    top_classes = np.empty((len(predictions), k), dtype=np.intp)
+
+    def scan_block(start: int) -> np.ndarray:
+        rows = slice(start, start + _BLOCK_ROWS)
+        top_classes[rows] = np.argpartition(predictions[rows], -k, axis=1)[:, -k:]
+        return np.flatnonzero(labels[rows] != 0) + start * labels.shape[1]  # bool: fast
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        nonzero = list(pool.map(scan_block, range(0, len(predictions), _BLOCK_ROWS)))
+    return top_classes, np.concatenate(nonzero or [np.zeros(0, dtype=np.intp)])
 
 
 def _sequential_total(values: np.ndarray) -> float:
@@ -428,78 +311,62 @@ def _sequential_total(values: np.ndarray) -> float:
     return float(np.cumsum(values)[-1]) if len(values) else 0
 
 
-def _hit_at_one(predictions: np.ndarray, actuals: np.ndarray) -> float:
-    """The original's hit at one, with labels read as float64."""
-    top_prediction = np.argmax(predictions, 1)
-    hits = actuals[np.arange(actuals.shape[0]), top_prediction].astype(np.float64)
-    return np.average(hits)
+def _hits_at_one(predictions: np.ndarray, scan: _BatchScan) -> np.ndarray:
+    """Each video's label at np.argmax(scores), found among its top-k classes.
 
-
-def _precision_at_equal_recall_rate(
-    predictions: np.ndarray, labels: _BatchLabels, top_scores: np.ndarray
-) -> float:
-    """The original's PERR of a batch.
-
-    Args:
-      predictions: [batch, classes] scores.
-      labels: the batch's summarised labels.
-      top_scores: [batch, k] the k highest scores of each video, in any order.
-
-    Returns:
-      The mean over videos of each video's precision at equal recall rate.
+    argmax takes the lowest class of those tied at the maximum. They are all among the
+    top k unless the maximum fills it; only such rows are read again.
     """
+    at_maximum = scan.top_scores == scan.top_scores.max(axis=1, keepdims=True)
+    first = np.where(at_maximum, scan.top_classes, predictions.shape[1]).min(axis=1)
+    full = np.flatnonzero(at_maximum.all(axis=1))
+    first[full] = np.argmax(predictions[full], axis=1)
+    return scan.label_matrix[np.arange(len(first)), first].astype(np.float64)
+
+
+def _precision_at_equal_recall_rate(predictions: np.ndarray, scan: _BatchScan) -> float:
+    """The original's PERR of a batch: the mean over videos of each video's precision."""
     num_videos = predictions.shape[0]
     precisions = np.zeros(num_videos, dtype=np.float64)
-    if labels.binary:
-        exact_rows = _binary_precisions(predictions, labels, top_scores, precisions)
+    if scan.binary:
+        exact_rows = _binary_precisions(predictions, scan, precisions)
     else:
         exact_rows = np.arange(num_videos)
     if len(exact_rows):
-        precisions[exact_rows] = _precisions_like_original(predictions, labels, exact_rows)
+        precisions[exact_rows] = _precisions_like_original(predictions, scan, exact_rows)
     aggregated_precision = float(np.cumsum(precisions)[-1]) if num_videos else 0.0
     return aggregated_precision / num_videos
 
 
-def _binary_precisions(
-    predictions: np.ndarray, labels: _BatchLabels, top_scores: np.ndarray, out: np.ndarray
-) -> np.ndarray:
-    """PERR of the videos whose result does not depend on argpartition's tie choice.
+def _binary_precisions(predictions: np.ndarray, scan: _BatchScan, out: np.ndarray) -> np.ndarray:
+    """Fills `out` with the PERR of the videos that argpartition's tie choice can't change.
 
     With 0/1 labels, a video with n labels takes its n highest scores: every score above
     t (the n-th highest) and some of the scores equal to t. Positives above t (and > 0)
     all count. The tied ones add nothing if t <= 0 or none of them is positive, and all
     the free places if every score equal to t is a positive (known when t is above the
-    k-th score, so that they are all among the top k).
-
-    Args:
-      predictions: [batch, classes] scores.
-      labels: binary labels of the batch.
-      top_scores: [batch, k] the k highest scores of each video, in any order.
-      out: per-video precisions, filled for the videos decided here.
-
-    Returns:
-      The videos that need the original's argpartition (ties of mixed labels at the
-      n-th place, or more labels than k).
+    k-th score, so that they are all among the top k). Returns the other videos (mixed
+    ties at the n-th place, or more labels than k), for the original's argpartition.
     """
-    width = top_scores.shape[1]
-    num_labels = labels.labels_per_video
+    width = scan.top_scores.shape[1]
+    num_labels = scan.labels_per_video
     decidable = np.flatnonzero((num_labels > 0) & (num_labels <= width))
     n = num_labels[decidable]
-    scores = -np.sort(-top_scores[decidable], axis=1)  # descending
+    scores = -np.sort(-scan.top_scores[decidable], axis=1)  # descending
     threshold = scores[np.arange(len(decidable)), n - 1]
     above = (scores > threshold[:, None]).sum(axis=1)
     tied = (scores == threshold[:, None]).sum(axis=1)
     row_threshold = np.zeros(len(num_labels), dtype=predictions.dtype)
     row_threshold[decidable] = threshold
-    positive_scores = predictions[labels.rows, labels.columns]
-    positive_threshold = row_threshold[labels.rows]
+    positive_scores = predictions[scan.rows, scan.columns]
+    positive_threshold = row_threshold[scan.rows]
     counts_above = np.bincount(
-        labels.rows,
+        scan.rows,
         weights=(positive_scores > positive_threshold) & (positive_scores > 0),
         minlength=len(num_labels),
     )[decidable]
     positives_tied = np.bincount(
-        labels.rows, weights=positive_scores == positive_threshold, minlength=len(num_labels)
+        scan.rows, weights=positive_scores == positive_threshold, minlength=len(num_labels)
     )[decidable]
     ties_add_nothing = (threshold <= 0) | (positives_tied == 0)
     ties_all_positive = (threshold > scores[:, -1]) & (positives_tied == tied)
@@ -509,110 +376,24 @@ def _binary_precisions(
     return np.concatenate((decidable[~decided], np.flatnonzero(num_labels > width)))
 
 
-def _precisions_like_original(
-    predictions: np.ndarray, labels: _BatchLabels, rows: np.ndarray
-) -> np.ndarray:
+def _precisions_like_original(predictions, scan: _BatchScan, rows) -> np.ndarray:
     """The original's per-video PERR loop for the given videos, grouped by label count.
 
-    Each group runs argpartition with the same kth as the original's per-row calls (in
-    parallel row chunks), and the labels of the chosen classes are added in the order
-    argpartition returns them (np.cumsum is sequential).
+    Each group runs argpartition with the same kth as the original's per-row calls,
+    and the labels of the chosen classes are added in the order argpartition returns
+    them (np.cumsum is sequential).
     """
     precisions = np.zeros(len(rows), dtype=np.float64)
-    num_labels = labels.labels_per_video[rows]
-    num_classes = predictions.shape[1]
-
+    num_labels = scan.labels_per_video[rows]
     for count in np.unique(num_labels).tolist():
         members = np.flatnonzero(num_labels == count)
         videos = rows[members]
-
-        def group_precisions(start: int, stop: int, videos=videos, count=count) -> np.ndarray:
-            chunk = videos[start:stop]
-            video_predictions = predictions[chunk]
-            top_indices = np.argpartition(video_predictions, -count, axis=1)[:, -count:]
-            if top_indices.shape[1] == 0:
-                raise ZeroDivisionError("float division by zero")
-            scores = np.take_along_axis(video_predictions, top_indices, axis=1)
-            chosen_labels = labels.labels[chunk[:, None], top_indices]
-            added = np.where(scores > 0, chosen_labels.astype(np.float64), 0.0)
-            return np.cumsum(added, axis=1)[:, -1] / top_indices.shape[1]
-
-        parts = _map_row_chunks(group_precisions, len(videos), num_classes)
-        precisions[members] = np.concatenate(parts)
+        video_predictions = predictions[videos]
+        top_indices = np.argpartition(video_predictions, -count, axis=1)[:, -count:]
+        if top_indices.shape[1] == 0:
+            raise ZeroDivisionError("float division by zero")
+        scores = np.take_along_axis(video_predictions, top_indices, axis=1)
+        chosen_labels = scan.label_matrix[videos[:, None], top_indices]
+        added = np.where(scores > 0, chosen_labels.astype(np.float64), 0.0)
+        precisions[members] = np.cumsum(added, axis=1)[:, -1] / top_indices.shape[1]
     return precisions
-
-
-# ---------------------------------------------------------------------------------------
-# Row chunks run in parallel threads.
-# ---------------------------------------------------------------------------------------
-
-
-def _usable_cpus() -> int:
-    """The number of CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return os.cpu_count() or 1
-
-
-# At most this many chunks per call: one for the calling thread, the rest for the pool.
-_MAX_CHUNKS = _usable_cpus()
-# A chunk of fewer elements costs more to hand to a thread than it saves.
-_MIN_CHUNK_ELEMENTS = 1 << 18
-# Rows per np.argpartition call in _scan_rows.
-_ARGPARTITION_ROWS = 128
-_POOL: dict[str, ThreadPoolExecutor | None] = {"executor": None}  # created on first use
-_POOL_LOCK = threading.Lock()
-
-_Result = TypeVar("_Result")
-
-
-def _executor() -> ThreadPoolExecutor:
-    """The shared thread pool, created the first time it is needed."""
-    with _POOL_LOCK:
-        if _POOL["executor"] is None:
-            _POOL["executor"] = ThreadPoolExecutor(
-                max_workers=max(_MAX_CHUNKS - 1, 1), thread_name_prefix="eval_util"
-            )
-        return _POOL["executor"]
-
-
-def _forget_executor_after_fork() -> None:
-    """Drops the pool in a forked child: the parent's worker threads do not exist there."""
-    global _POOL_LOCK
-    _POOL_LOCK = threading.Lock()
-    _POOL["executor"] = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_executor_after_fork)
-
-
-def _map_row_chunks(
-    function: Callable[[int, int], _Result], num_rows: int, row_size: int
-) -> list[_Result]:
-    """Calls function(start, stop) on consecutive ranges of rows, at the same time.
-
-    The rows are cut into at most _MAX_CHUNKS ranges of about the same size, of at
-    least _MIN_CHUNK_ELEMENTS elements each; the calling thread computes the first one
-    while the pool computes the others. `function` must only read its own rows, so that
-    its results do not depend on how the rows are cut, and must not call this function.
-
-    Args:
-      function: computes something from rows start..stop-1.
-      num_rows: the number of rows.
-      row_size: the number of elements in a row (to judge the amount of work).
-
-    Returns:
-      The results of the calls, in row order.
-    """
-    num_chunks = min(_MAX_CHUNKS, num_rows, num_rows * row_size // _MIN_CHUNK_ELEMENTS)
-    if num_chunks <= 1:
-        return [function(0, num_rows)]
-    bounds = [num_rows * chunk // num_chunks for chunk in range(num_chunks + 1)]
-    executor = _executor()
-    futures = [
-        executor.submit(function, start, stop)
-        for start, stop in zip(bounds[1:-1], bounds[2:], strict=True)
-    ]
-    first = function(bounds[0], bounds[1])
-    return [first, *(future.result() for future in futures)]

@@ -17,9 +17,9 @@ mean average precision::
     aps = calculator.peek_map_at_n()
 
 The original holds one AveragePrecisionCalculator per class and loops over them in
-Python. Here one store holds the items of all classes (see average_precision_calculator
-for how the heap layouts and the seeded shuffle are reproduced exactly), so accumulating
-a batch and computing all the per-class APs are a few NumPy operations over all classes.
+Python. Here one average_precision_calculator.RankedLists holds the items of all
+classes, so accumulating a batch and computing all the per-class APs are a few NumPy
+operations over all classes, with the same values.
 """
 
 from collections.abc import Sequence
@@ -47,12 +47,10 @@ class MeanAveragePrecisionCalculator:
         """
         if not isinstance(num_class, int) or num_class <= 1:
             raise ValueError("num_class must be a positive integer.")
-        if not ((isinstance(top_n, int) and top_n >= 0) or top_n is None):
-            raise ValueError("top_n must be a positive integer or None.")
+        ap_calculator.check_top_n(top_n)
         self._num_class = num_class
         self._filter_empty_classes = filter_empty_classes
-        self._top_n = top_n
-        self._ranked_lists = ap_calculator._RankedLists(num_lists=num_class, top_n=top_n)
+        self._ranked_lists = ap_calculator.RankedLists(num_lists=num_class, top_n=top_n)
         self._total_positives = np.zeros(num_class, dtype=np.float64)
 
     def accumulate(self, predictions, actuals, num_positives=None) -> None:
@@ -88,18 +86,20 @@ class MeanAveragePrecisionCalculator:
         counts = np.empty(self._num_class, dtype=np.float64)
         for class_index in range(self._num_class):  # per class, not per item
             given = num_positives[class_index]
-            ap_calculator._check_num_positives(given)
+            ap_calculator.check_num_positives(given)
             counts[class_index] = counted[class_index] if given is None else given
-        self._accumulate_grouped(class_ids, flat_predictions, flat_actuals, counts)
+        self.accumulate_grouped(class_ids, flat_predictions, flat_actuals, counts)
 
-    def _accumulate_grouped(
+    def accumulate_grouped(
         self,
         class_ids: np.ndarray,
         predictions: np.ndarray,
         actuals: np.ndarray,
         num_positives: np.ndarray,
     ) -> None:
-        """Adds items already grouped by class (the fast path used by EvaluationMetrics).
+        """Accumulates the items of all classes given as flat arrays, grouped by class.
+
+        The same as accumulate, without its per-class lists (used by EvaluationMetrics).
 
         Args:
           class_ids: the class of each item, non-decreasing; within a class the items
@@ -107,6 +107,9 @@ class MeanAveragePrecisionCalculator:
           predictions: float64 scores of the items.
           actuals: float64 labels of the items.
           num_positives: float64 array, the positives to add to each class's count.
+
+        Raises:
+          ValueError: a num_positives entry is negative.
         """
         if (num_positives < 0).any():
             raise ValueError("'num_positives' was provided but it was a negative number.")
@@ -120,7 +123,7 @@ class MeanAveragePrecisionCalculator:
 
     def is_empty(self) -> bool:
         """Returns True if no class holds any prediction."""
-        return not self._ranked_lists.sizes().any()
+        return not self._ranked_lists.sizes.any()
 
     def peek_map_at_n(self) -> list[float]:
         """Peeks the non-interpolated mean average precision at n.
@@ -129,19 +132,10 @@ class MeanAveragePrecisionCalculator:
           A list of the non-interpolated average precision at n (default 0) of each
           class, skipping classes without positives if filter_empty_classes is set.
         """
-        order_codes, positive, lengths, shuffled_lists = self._ranked_lists.heap_layouts()
-        aps = ap_calculator._average_precisions(
-            order_codes, positive, lengths, self._top_n, self._total_positives, shuffled_lists
-        )
-        reported = (
-            self._total_positives > 0
-            if self._filter_empty_classes
-            else np.ones(self._num_class, dtype=bool)
-        )
-        shuffled = np.flatnonzero(reported & (lengths > 0))
-        if len(shuffled):
-            ap_calculator._leave_global_random_as_original(int(lengths[shuffled[-1]]))
-        return aps[reported].tolist()
+        aps = self._ranked_lists.average_precisions(self._total_positives)
+        if self._filter_empty_classes:
+            aps = aps[self._total_positives > 0]
+        return aps.tolist()
 
 
 def _concatenate_float64(lists: Sequence) -> np.ndarray:

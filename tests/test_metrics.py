@@ -1,6 +1,6 @@
-"""Metrics: each vectorised result equals a brute-force transcription of the original.
+"""Metrics: each vectorised result equals the original's, computed by its transcription.
 
-The brute-force functions below follow google/youtube-8m line by line: one heapq push
+benchmarks/original_metrics.py follows google/youtube-8m line by line: one heapq push
 per item, a Python loop per video, random.seed(0) + random.sample before a stable sort.
 Labels are read as float64 there too (the project's decision). The data are tie-heavy
 (scores rounded to one or two decimals), so the heap layout, the seeded shuffle and
@@ -8,9 +8,7 @@ argpartition's choice among tied classes all matter, and results must be equal, 
 close.
 """
 
-import heapq
 import random
-import threading
 
 import numpy as np
 import pytest
@@ -18,118 +16,9 @@ import pytest
 import average_precision_calculator as apc
 import eval_util
 import mean_average_precision_calculator as mapc
+from benchmarks import original_metrics as original
 
-# ---------------------------------------------------------------------------------------
-# Brute force: the original's algorithms, written the straightforward way.
-# ---------------------------------------------------------------------------------------
-
-
-def bf_ap_at_n(predictions, actuals, n=20, total_num_positives=None):
-    predictions = np.array(predictions)
-    actuals = np.array(actuals)
-    random.seed(0)
-    order = random.sample(range(len(predictions)), len(predictions))
-    predictions, actuals = predictions[order], actuals[order]
-    ranked = sorted(range(len(predictions)), key=lambda i: predictions[i], reverse=True)
-    numpos = np.size(np.where(actuals > 0)) if total_num_positives is None else total_num_positives
-    if numpos == 0:
-        return 0
-    if n is not None:
-        numpos = min(numpos, n)
-    ap, poscount = 0.0, 0.0
-    for i in range(len(ranked) if n is None else min(len(ranked), n)):
-        if actuals[ranked[i]] > 0:
-            poscount += 1
-            ap += poscount / (i + 1) * (1.0 / numpos)
-    return ap
-
-
-class BruteForceAP:
-    def __init__(self, top_n=None):
-        self.top_n, self.total_positives, self.heap = top_n, 0, []
-
-    def accumulate(self, predictions, actuals, num_positives=None):
-        if num_positives is None:
-            self.total_positives += np.size(np.where(np.array(actuals) > 1e-5))
-        else:
-            self.total_positives += num_positives
-        for i in range(len(predictions)):
-            if self.top_n is None or len(self.heap) < self.top_n:
-                heapq.heappush(self.heap, (predictions[i], actuals[i]))
-            elif predictions[i] > self.heap[0][0]:
-                heapq.heappop(self.heap)
-                heapq.heappush(self.heap, (predictions[i], actuals[i]))
-
-    def peek(self):
-        if not self.heap:
-            return 0
-        columns = np.array(list(zip(*self.heap, strict=True)))
-        return bf_ap_at_n(columns[0], columns[1], self.top_n, self.total_positives)
-
-
-def bf_top_k_by_class(predictions, labels, k=20):
-    k = min(k, predictions.shape[1])
-    out_predictions = [[] for _ in range(predictions.shape[1])]
-    out_labels = [[] for _ in range(predictions.shape[1])]
-    for video in range(predictions.shape[0]):
-        for index in np.argpartition(predictions[video], -k)[-k:]:
-            out_predictions[index].append(predictions[video][index])
-            out_labels[index].append(labels[video][index])
-    positives = [np.sum(labels[:, c]) for c in range(predictions.shape[1])]
-    return out_predictions, out_labels, positives
-
-
-def bf_hit_at_one(predictions, labels):
-    top = np.argmax(predictions, 1)
-    return np.average(labels[np.arange(labels.shape[0]), top])
-
-
-def bf_perr(predictions, labels):
-    aggregated = 0.0
-    for row in range(labels.shape[0]):
-        num_labels = int(np.sum(labels[row]))
-        top = np.argpartition(predictions[row], -num_labels)[-num_labels:]
-        precision = 0.0
-        for index in top:
-            if predictions[row][index] > 0:
-                precision += labels[row][index]
-        aggregated += precision / top.size
-    return aggregated / labels.shape[0]
-
-
-class BruteForceEvaluationMetrics:
-    def __init__(self, num_class, top_k, top_n=None):
-        self.classes = [BruteForceAP(top_n) for _ in range(num_class)]
-        self.overall = BruteForceAP()
-        self.top_k, self.sums, self.num_examples = top_k, [0.0, 0.0, 0.0], 0
-
-    def accumulate(self, predictions, labels, loss):
-        labels = labels.astype(np.float64)
-        batch = {
-            "hit_at_one": bf_hit_at_one(predictions, labels),
-            "perr": bf_perr(predictions, labels),
-            "loss": np.mean(loss.astype(np.float64)),
-        }
-        scores, actuals, positives = bf_top_k_by_class(predictions, labels, self.top_k)
-        for calculator, s, a, p in zip(self.classes, scores, actuals, positives, strict=True):
-            calculator.accumulate(s, a, p)
-        flat_scores = [x for per_class in scores for x in per_class]
-        flat_actuals = [x for per_class in actuals for x in per_class]
-        self.overall.accumulate(flat_scores, flat_actuals, sum(positives))
-        self.num_examples += labels.shape[0]
-        for i, key in enumerate(("hit_at_one", "perr", "loss")):
-            self.sums[i] += batch[key] * labels.shape[0]
-        return batch
-
-    def get(self):
-        return {
-            "avg_hit_at_one": self.sums[0] / self.num_examples,
-            "avg_perr": self.sums[1] / self.num_examples,
-            "avg_loss": self.sums[2] / self.num_examples,
-            "aps": [c.peek() for c in self.classes if c.total_positives > 0],
-            "gap": self.overall.peek(),
-        }
-
+pytestmark = pytest.mark.fast
 
 # ---------------------------------------------------------------------------------------
 # Tie-heavy data.
@@ -158,31 +47,38 @@ def video_batch(rng, num_videos, num_classes, labels_per_video=3, decimals=2):
 # ---------------------------------------------------------------------------------------
 
 
-def test_sample_emulation_equals_random_sample_after_seed_0():
-    sizes = np.array([1, 2, 3, 31, 32, 33, 64, 65, 100, 257, 1000, 4096, 20011], dtype=np.int64)
-    samples, words = apc._vectorised_samples(sizes)
-    for size, sample, used in zip(sizes.tolist(), samples, words.tolist(), strict=True):
-        generator = random.Random(0)
-        assert sample.tolist() == generator.sample(range(size), size)
-        replay = random.Random(0)
-        replay.getrandbits(32 * used)
-        assert replay.getstate() == generator.getstate()  # same number of words consumed
-    assert apc._sampler_is_exact()
+def test_seeded_shuffle_is_random_sample_after_seed_0():
+    for size in (1, 2, 3, 33, 1000, 20011):
+        random.seed(0)
+        expected = random.sample(range(size), size)
+        assert apc.seeded_shuffle(size).tolist() == expected
+        assert apc.seeded_shuffle(size).tolist() == expected  # cached
 
 
-def test_peek_leaves_global_random_state_like_original():
+def test_shuffle_cache_drops_least_recently_used_beyond_its_size(monkeypatch):
+    monkeypatch.setattr(apc, "_SHUFFLE_CACHE_POSITIONS", 100)
+    monkeypatch.setattr(apc, "_shuffles", apc.collections.OrderedDict())
+    monkeypatch.setattr(apc, "_cached_positions", 0)
+    for size in (40, 50, 40, 30, 200):
+        assert apc.seeded_shuffle(size).tolist() == random.Random(0).sample(range(size), size)
+    assert list(apc._shuffles) == [40, 30] and apc._cached_positions == 70
+
+
+def test_global_random_state_is_untouched_by_peek_ap_at_n_and_ap_at_n():
+    # The original reseeded the global generator (random.seed(0)) as a side effect;
+    # the port shuffles with a private random.Random(0) instead.
     rng = np.random.default_rng(1)
     scores, labels = tied_scores(rng, 300), (rng.random(300) < 0.3).astype(np.float64)
     calculator = apc.AveragePrecisionCalculator()
     calculator.accumulate(scores, labels)
+    metrics = eval_util.EvaluationMetrics(30, 5, None)
+    metrics.accumulate(*video_batch(rng, 40, 30))
     random.seed(123)
+    state = random.getstate()
     calculator.peek_ap_at_n()
-    ported = random.random()
-    brute = BruteForceAP()
-    brute.accumulate(scores, labels)
-    random.seed(123)
-    brute.peek()
-    assert ported == random.random()
+    apc.AveragePrecisionCalculator.ap_at_n(scores, labels, n=None)
+    metrics.get()
+    assert random.getstate() == state
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,49 +101,34 @@ def test_ap_at_n_equals_bruteforce_with_ties(n, given_total):
         scores = tied_scores(rng, length, decimals=int(rng.integers(0, 2)))
         labels = (rng.random(length) < 0.4).astype(np.float64)
         total = float(labels.sum() + rng.integers(0, 3)) if given_total else None
-        expected = bf_ap_at_n(scores, labels, n, total)
+        expected = original.AveragePrecisionCalculator.ap_at_n(scores, labels, n, total)
         assert apc.AveragePrecisionCalculator.ap_at_n(scores, labels, n, total) == expected
 
 
 def test_ap_at_n_with_full_precision_float64_scores_and_duplicates():
-    # Wide float64 codes take the dense-rank paths (np.unique, np.lexsort).
+    # Many distinct values: wide dense ranks and sort keys (no 16-bit radix sort).
     rng = np.random.default_rng(3)
     distinct = rng.standard_normal(50) * 1e6
     for scores, labels in (
         (rng.choice(distinct, 400), rng.choice([0.0, 0.5, 1.0, 2.0], 400)),
         (rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], 400), rng.choice(distinct, 400)),
     ):
-        expected = bf_ap_at_n(scores, labels, None)
+        expected = original.AveragePrecisionCalculator.ap_at_n(scores, labels, None)
         assert apc.AveragePrecisionCalculator.ap(scores, labels) == expected
-        calculator, brute = apc.AveragePrecisionCalculator(), BruteForceAP()
+        calculator, brute = apc.AveragePrecisionCalculator(), original.AveragePrecisionCalculator()
         calculator.accumulate(scores, labels)
         brute.accumulate(scores, labels)
-        assert calculator.peek_ap_at_n() == brute.peek()
-
-
-def test_descending_order_with_codes_too_wide_to_pack_matches_sorted():
-    # Codes of 60 bits cannot be packed with list and position: the np.lexsort path.
-    rng = np.random.default_rng(14)
-    lengths = np.array([5, 0, 40, 17])
-    codes = rng.integers(0, 4, lengths.sum())
-    list_of_item = np.repeat(np.arange(len(lengths)), lengths)
-    rank = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    narrow = apc._stable_descending_order(codes, list_of_item, rank, lengths)
-    wide = apc._stable_descending_order(codes << 58, list_of_item, rank, lengths)
-    expected = np.concatenate(
-        [
-            sorted(range(length), key=lambda i, c=codes[list_of_item == j]: c[i], reverse=True)
-            for j, length in enumerate(lengths)
-        ]
-    )
-    assert narrow.tolist() == expected.tolist() == wide.tolist()
+        assert calculator.peek_ap_at_n() == brute.peek_ap_at_n()
 
 
 @pytest.mark.parametrize("top_n", [None, 1, 5, 60])
 def test_accumulated_ap_equals_bruteforce_heap_with_ties(top_n):
     rng = np.random.default_rng(4)
     for trial in range(15):
-        calculator, brute = apc.AveragePrecisionCalculator(top_n), BruteForceAP(top_n)
+        calculator, brute = (
+            apc.AveragePrecisionCalculator(top_n),
+            original.AveragePrecisionCalculator(top_n),
+        )
         for _ in range(int(rng.integers(1, 5))):
             length = int(rng.integers(0, 150))
             scores = tied_scores(rng, length)
@@ -255,9 +136,9 @@ def test_accumulated_ap_equals_bruteforce_heap_with_ties(top_n):
             given = float(labels.sum() + 1) if trial % 2 else None
             calculator.accumulate(scores, labels, given)
             brute.accumulate(scores, labels, given)
-        assert calculator.heap_size == len(brute.heap)
-        assert calculator.num_accumulated_positives == brute.total_positives
-        assert calculator.peek_ap_at_n() == brute.peek()
+        assert calculator.heap_size == brute.heap_size
+        assert calculator.num_accumulated_positives == brute.num_accumulated_positives
+        assert calculator.peek_ap_at_n() == brute.peek_ap_at_n()
 
 
 def test_empty_calculator_and_list_without_positives_give_zero():
@@ -302,17 +183,6 @@ def test_ap_at_n_rejects_n_that_is_not_a_positive_int(n):
         apc.AveragePrecisionCalculator.ap_at_n([0.1], [1], n=n)
 
 
-def test_dense_ranks_equal_numpy_unique():
-    rng = np.random.default_rng(18)
-    narrow = rng.integers(0, 1 << 36, 50)[rng.integers(0, 50, 5000)]
-    wide = rng.integers(0, 1 << 62, 300)[rng.integers(0, 300, 2000)]
-    for values in (narrow, wide, np.array([7]), np.zeros(0, dtype=np.int64)):
-        distinct, ranks = apc._dense_ranks(values)
-        expected_distinct, expected_ranks = np.unique(values, return_inverse=True)
-        assert np.array_equal(distinct, expected_distinct)
-        assert np.array_equal(ranks, expected_ranks.ravel())
-
-
 # ---------------------------------------------------------------------------------------
 # MeanAveragePrecisionCalculator.
 # ---------------------------------------------------------------------------------------
@@ -324,7 +194,7 @@ def test_map_equals_bruteforce_per_class_with_ties_and_empty_classes(top_n, filt
     rng = np.random.default_rng(5)
     num_class = 12
     calculator = mapc.MeanAveragePrecisionCalculator(num_class, filter_empty_classes, top_n)
-    brutes = [BruteForceAP(top_n) for _ in range(num_class)]
+    brute = original.MeanAveragePrecisionCalculator(num_class, filter_empty_classes, top_n)
     for batch in range(3):
         lengths = rng.integers(0, 30, num_class) * (rng.random(num_class) < 0.8)
         scores = [tied_scores(rng, length) for length in lengths]
@@ -332,9 +202,8 @@ def test_map_equals_bruteforce_per_class_with_ties_and_empty_classes(top_n, filt
         labels[0] = np.zeros(lengths[0])  # class 0 never has a positive
         given = None if batch == 1 else [float(a.sum()) for a in labels]
         calculator.accumulate(scores, labels, given)
-        for c in range(num_class):
-            brutes[c].accumulate(scores[c], labels[c], None if given is None else given[c])
-    expected = [b.peek() for b in brutes if not filter_empty_classes or b.total_positives > 0]
+        brute.accumulate(scores, labels, given)
+    expected = brute.peek_map_at_n()
     assert calculator.peek_map_at_n() == expected
     assert not calculator.is_empty()
     calculator.clear()
@@ -356,9 +225,22 @@ def test_hit_at_one_equals_bruteforce_first_index_on_ties():
     rng = np.random.default_rng(6)
     predictions, labels, _ = video_batch(rng, 300, 40, decimals=1)
     labels64 = labels.astype(np.float64)
-    assert eval_util.calculate_hit_at_one(predictions, labels) == bf_hit_at_one(
+    assert eval_util.calculate_hit_at_one(predictions, labels) == original.calculate_hit_at_one(
         predictions, labels64
     )
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 5])
+def test_accumulated_hit_at_one_is_argmax_even_when_the_maximum_fills_the_top_k(top_k):
+    # One decimal over 12 classes: the maximum is often tied, at times by more classes
+    # than top_k, where argmax's first class need not be among the top k.
+    rng = np.random.default_rng(18)
+    predictions, labels, loss = video_batch(rng, 300, 12, labels_per_video=6, decimals=1)
+    predictions[:20] = 0.5  # argpartition's top k need not hold class 0 here
+    top = np.sort(predictions, axis=1)[:, ::-1]
+    assert (top[:, 0] == top[:, top_k - 1]).mean() > 0.05
+    result = eval_util.EvaluationMetrics(12, top_k, None).accumulate(predictions, labels, loss)
+    assert result["hit_at_one"] == original.calculate_hit_at_one(predictions, labels)
 
 
 @pytest.mark.parametrize("decimals", [1, 2])
@@ -366,7 +248,9 @@ def test_perr_equals_bruteforce_with_ties(decimals):
     rng = np.random.default_rng(7)
     predictions, labels, _ = video_batch(rng, 400, 30, labels_per_video=25, decimals=decimals)
     predictions[:5] = 0.0  # a video whose every score ties (and is not > 0)
-    expected = bf_perr(predictions, labels.astype(np.float64))
+    expected = original.calculate_precision_at_equal_recall_rate(
+        predictions, labels.astype(np.float64)
+    )
     assert eval_util.calculate_precision_at_equal_recall_rate(predictions, labels) == expected
 
 
@@ -374,7 +258,9 @@ def test_perr_with_fractional_labels_equals_bruteforce():
     rng = np.random.default_rng(8)
     predictions = tied_scores(rng, (200, 25))
     labels = rng.choice([0.0, 0.0, 0.0, 0.3, 0.5, 1.0], (200, 25)).astype(np.float32)
-    expected = bf_perr(predictions, labels.astype(np.float64))
+    expected = original.calculate_precision_at_equal_recall_rate(
+        predictions, labels.astype(np.float64)
+    )
     assert eval_util.calculate_precision_at_equal_recall_rate(predictions, labels) == expected
 
 
@@ -383,7 +269,7 @@ def test_top_k_by_class_equals_bruteforce_including_k_above_num_classes(k):
     rng = np.random.default_rng(9)
     predictions, labels, _ = video_batch(rng, 100, 30, decimals=1)
     got = eval_util.top_k_by_class(predictions, labels, k)
-    expected = bf_top_k_by_class(predictions, labels.astype(np.float64), k)
+    expected = original.top_k_by_class(predictions, labels.astype(np.float64), k)
     assert got[0] == [[float(x) for x in per_class] for per_class in expected[0]]
     assert got[1] == [[float(x) for x in per_class] for per_class in expected[1]]
     assert got[2] == [float(x) for x in expected[2]]
@@ -393,14 +279,16 @@ def test_top_k_by_class_equals_bruteforce_including_k_above_num_classes(k):
 def test_gap_equals_bruteforce_with_ties(top_k):
     rng = np.random.default_rng(10)
     predictions, labels, _ = video_batch(rng, 250, 60)
-    scores, actuals, positives = bf_top_k_by_class(predictions, labels.astype(np.float64), top_k)
-    brute = BruteForceAP()
+    scores, actuals, positives = original.top_k_by_class(
+        predictions, labels.astype(np.float64), top_k
+    )
+    brute = original.AveragePrecisionCalculator()
     brute.accumulate(
         [x for per_class in scores for x in per_class],
         [x for per_class in actuals for x in per_class],
         sum(positives),
     )
-    assert eval_util.calculate_gap(predictions, labels, top_k) == brute.peek()
+    assert eval_util.calculate_gap(predictions, labels, top_k) == brute.peek_ap_at_n()
 
 
 def test_k_must_be_positive():
@@ -421,105 +309,53 @@ def test_flatten_merges_lists_in_order():
 
 
 # ---------------------------------------------------------------------------------------
-# Row chunks run in parallel threads.
+# Row blocks scanned by parallel threads.
 # ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def row_chunks(monkeypatch):
-    """Cuts even tiny batches into up to 3 row chunks (and argpartition's blocks to 7
-    rows), and records each chunk's thread."""
-    monkeypatch.setattr(eval_util, "_MAX_CHUNKS", 3)
-    monkeypatch.setattr(eval_util, "_MIN_CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(eval_util, "_ARGPARTITION_ROWS", 7)
-    threads = []
-    map_row_chunks = eval_util._map_row_chunks
-
-    def recording(function, num_rows, row_size):
-        def recorded(start, stop):
-            threads.append(threading.current_thread())
-            return function(start, stop)
-
-        return map_row_chunks(recorded, num_rows, row_size)
-
-    monkeypatch.setattr(eval_util, "_map_row_chunks", recording)
-    return threads
-
-
-def test_map_row_chunks_covers_the_rows_in_order(monkeypatch):
-    monkeypatch.setattr(eval_util, "_MAX_CHUNKS", 3)
-    monkeypatch.setattr(eval_util, "_MIN_CHUNK_ELEMENTS", 10)
-    ranges = eval_util._map_row_chunks(lambda start, stop: (start, stop), 10, 5)
-    assert ranges == [(0, 3), (3, 6), (6, 10)]
-    assert eval_util._map_row_chunks(lambda start, stop: (start, stop), 2, 5) == [(0, 2)]
-    assert eval_util._map_row_chunks(lambda start, stop: (start, stop), 2, 500) == [(0, 1), (1, 2)]
-    assert eval_util._map_row_chunks(lambda start, stop: (start, stop), 0, 500) == [(0, 0)]
-
-
-def test_map_row_chunks_raises_a_chunks_error(monkeypatch):
-    monkeypatch.setattr(eval_util, "_MAX_CHUNKS", 3)
-    monkeypatch.setattr(eval_util, "_MIN_CHUNK_ELEMENTS", 1)
-
-    def failing(start, stop):
-        if start > 0:
-            raise ZeroDivisionError("float division by zero")
-        return start
-
-    with pytest.raises(ZeroDivisionError):
-        eval_util._map_row_chunks(failing, 9, 1)
-
-
-def test_thread_pool_is_created_again_after_fork():
-    executor = eval_util._executor()
-    assert eval_util._executor() is executor
-    eval_util._forget_executor_after_fork()
-    assert eval_util._executor() is not executor
-    executor.shutdown()
+def small_blocks(monkeypatch):
+    """Scans rows in blocks of 7 (fewer than most batches hold) on 3 threads."""
+    monkeypatch.setattr(eval_util, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(eval_util, "_THREADS", 3)
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 20])
-def test_evaluation_metrics_in_row_chunks_equal_one_chunk_and_bruteforce(row_chunks, top_k):
+def test_evaluation_metrics_in_row_blocks_equal_bruteforce(small_blocks, top_k):
     # Scores with one decimal tie at every video's k-th place and at its n-th place for
     # PERR (a positive and negatives with the same score), so argpartition's choice of
-    # tied classes decides the results; batches of 1 and 2 videos have fewer rows than
-    # chunks.
+    # tied classes decides the results; batches of 1 and 2 videos are under one block.
     rng = np.random.default_rng(16)
     batches = [
         video_batch(rng, size, 40, labels_per_video=6, decimals=1) for size in (50, 1, 2, 31)
     ]
     k_th_and_next = np.partition(batches[0][0], [-top_k - 1, -top_k], axis=1)
     assert (k_th_and_next[:, -top_k - 1] == k_th_and_next[:, -top_k]).mean() > 0.2
-    results = {}
-    for max_chunks in (1, 3):
-        eval_util._MAX_CHUNKS = max_chunks
-        metrics = eval_util.EvaluationMetrics(40, top_k, None)
-        per_batch = [metrics.accumulate(*batch) for batch in batches]
-        results[max_chunks] = (per_batch, metrics.get())
-    brute = BruteForceEvaluationMetrics(40, top_k)
-    expected = ([brute.accumulate(*batch) for batch in batches], brute.get())
-    assert results[3] == results[1] == expected
-    assert any(thread is not threading.main_thread() for thread in row_chunks)
+    metrics = eval_util.EvaluationMetrics(40, top_k, None)
+    brute = original.EvaluationMetrics(40, top_k)
+    for batch in batches:
+        assert metrics.accumulate(*batch) == brute.accumulate(*batch)
+    assert metrics.get() == brute.get()
 
 
-def test_batch_functions_in_row_chunks_equal_bruteforce(row_chunks):
+def test_batch_functions_in_row_blocks_equal_bruteforce(small_blocks):
     rng = np.random.default_rng(17)
     predictions, labels, _ = video_batch(rng, 120, 30, labels_per_video=25, decimals=1)
     labels64 = labels.astype(np.float64)
-    assert eval_util.calculate_precision_at_equal_recall_rate(predictions, labels) == bf_perr(
-        predictions, labels64
-    )
-    scores, actuals, positives = bf_top_k_by_class(predictions, labels64, 5)
+    assert eval_util.calculate_precision_at_equal_recall_rate(
+        predictions, labels
+    ) == original.calculate_precision_at_equal_recall_rate(predictions, labels64)
+    scores, actuals, positives = original.top_k_by_class(predictions, labels64, 5)
     got = eval_util.top_k_by_class(predictions, labels, 5)
     assert got[0] == [[float(x) for x in per_class] for per_class in scores]
     assert got[1] == [[float(x) for x in per_class] for per_class in actuals]
-    brute = BruteForceAP()
+    brute = original.AveragePrecisionCalculator()
     brute.accumulate(
         [x for per_class in scores for x in per_class],
         [x for per_class in actuals for x in per_class],
         sum(positives),
     )
-    assert eval_util.calculate_gap(predictions, labels, 5) == brute.peek()
-    assert len(row_chunks) > 3
+    assert eval_util.calculate_gap(predictions, labels, 5) == brute.peek_ap_at_n()
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,7 +368,7 @@ def test_evaluation_metrics_equal_bruteforce_over_several_batches(top_k, top_n):
     rng = np.random.default_rng(11)
     num_class = 80
     metrics = eval_util.EvaluationMetrics(num_class, top_k, top_n)
-    brute = BruteForceEvaluationMetrics(num_class, top_k, top_n)
+    brute = original.EvaluationMetrics(num_class, top_k, top_n)
     for batch_size in (64, 1, 100, 37):
         batch = video_batch(rng, batch_size, num_class, labels_per_video=6)
         assert metrics.accumulate(*batch) == brute.accumulate(*batch)
@@ -542,7 +378,7 @@ def test_evaluation_metrics_equal_bruteforce_over_several_batches(top_k, top_n):
 def test_evaluation_metrics_equal_bruteforce_with_fractional_labels():
     rng = np.random.default_rng(15)
     metrics = eval_util.EvaluationMetrics(30, 5, None)
-    brute = BruteForceEvaluationMetrics(30, 5)
+    brute = original.EvaluationMetrics(30, 5)
     for _ in range(3):
         predictions = tied_scores(rng, (50, 30))
         labels = rng.choice([0.0] * 8 + [0.25, 0.5, 1.0], (50, 30)).astype(np.float32)
