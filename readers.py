@@ -266,9 +266,8 @@ class YT8MFrameFeatureReader(BaseReader):
           id_feature: key of the video id: "id", or "video_id" for the 2017 data.
           quantized_frames: return video_matrix as the uint8 frames (padding 0) and leave
             dequantization to the model step (features.dequantized_and_normalized): a
-            quarter of the bytes
-            through the input pipeline. The padding mask then comes from num_frames, the
-            first feature's length, for every feature.
+            quarter of the bytes through the input pipeline. The padding mask then comes
+            from num_frames, the first feature's length, for every feature.
         """
         super().__init__(num_classes, feature_sizes, feature_names)
         del segment_size  # Segment mode is not ported yet.
