@@ -126,3 +126,15 @@ def test_resuming_with_other_model_flags_is_the_original_refusal(tiny_data, tmp_
     )
     assert mismatch.value.details[0].startswith('Ran model with flags: {"model": "MoeModel"')
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-2")
+
+
+def test_model_flags_written_before_id_feature_was_recorded_count_as_id(tmp_path):
+    flags_of_today = train.TrainConfig(**VIDEO).model_flags()
+    older = {key: value for key, value in flags_of_today.items() if key != "id_feature"}
+    (tmp_path / "model_flags.json").write_text(json.dumps(older))
+    trained_model.write_or_check_model_flags(str(tmp_path), flags_of_today)  # Resumes.
+    assert trained_model.read_model_flags(str(tmp_path), "")["id_feature"] == "id"
+    with pytest.raises(trained_model.ModelFlagsMismatchError):
+        trained_model.write_or_check_model_flags(
+            str(tmp_path), {**flags_of_today, "id_feature": "video_id"}
+        )
