@@ -41,9 +41,10 @@ demo: $(STAMP)
 	set -o pipefail; $(PY) score_predictions.py --predictions_file=$(DEMO)/predictions.csv \
 	  --data_pattern='$(DEMO)/data/video/test*.tfrecord' 2>&1 | grep -E "^(GAP|ERROR)"
 
+# Two workers, each module's tests on one (their module fixtures are built once).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 # A signal in under a minute: in-process tests on tiny models and files (marker `fast`).
 test-fast: $(STAMP)
