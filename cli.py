@@ -11,7 +11,6 @@ from absl import app, logging
 
 import readers
 import settings
-import trained_model
 from errors import UserError
 
 
@@ -39,12 +38,12 @@ def run(
         arguments = (argv[1:],) if with_arguments else ()
         try:
             main(settings.from_flags(settings_class), *arguments)
-        except trained_model.ModelFlagsMismatchError as error:
-            for line in (one_line(error), *error.details):
-                logging.error(line)
-            sys.exit(1)
         except UserError as error:
-            print(f"ERROR: {one_line(error)}", file=sys.stderr, flush=True)
+            if error.details:
+                for line in (one_line(error), *error.details):
+                    logging.error(line)
+            else:
+                print(f"ERROR: {one_line(error)}", file=sys.stderr, flush=True)
             sys.exit(1)
 
     app.run(main_with_one_line_errors)

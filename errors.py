@@ -13,7 +13,13 @@ Choice = TypeVar("Choice")
 
 
 class UserError(ValueError):
-    """A problem the user can fix; `{name}` in the message stands for setting `name`."""
+    """A problem the user can fix; `{name}` in the message stands for setting `name`.
+
+    `details` are further lines that go with the message; the command line logs such an
+    error as the original logged it (message and details as error log lines).
+    """
+
+    details: tuple[str, ...] = ()
 
     def __init__(self, message: str, *settings: str):
         super().__init__(message)
