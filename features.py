@@ -98,19 +98,6 @@ def dequantize_frames(
     return tf.concat(columns, axis=2)
 
 
-def model_input(video_matrix: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
-    """Returns what every model sees: the features L2-normalised over the last axis.
-
-    Frames that a reader left quantized (uint8) are dequantized first, with padding rows
-    after num_frames set to 0.0, as the reader would have done. The norm is taken over
-    the concatenated features, per video or per frame, as the original did; zero padding
-    stays zero.
-    """
-    if video_matrix.dtype == tf.uint8:
-        video_matrix = dequantize_frames([video_matrix], [num_frames])
-    return tf.nn.l2_normalize(video_matrix, axis=-1)
-
-
 def dequantized_and_normalized(video_matrix: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
     """Returns what every model sees: the features dequantized, then L2-normalised.
 

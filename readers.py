@@ -8,12 +8,17 @@ Each batch is a dict:
   labels        float32 [B, num_classes], multi-hot
   num_frames    int32   [B] (ones at video level)
 
+In segment mode (the 2019 segment-rated files) a row is a rated 5-frame segment instead of
+a video: video_matrix is float32 [N, 5, D], labels holds the segment scores and
+label_weights [N, num_classes] is 1 at every rated (segment, class) pair.
+
 Records are batched first and then parsed with the batched parse ops, so no Python runs
 per record. When reading fails, `explain_error` re-reads the files one record at a time to
 name the file, the record and what was wrong with it.
 """
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import tensorflow as tf
@@ -23,7 +28,15 @@ from errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # The settings that a bad record's description may name.
-RECORD_SETTINGS = ("feature_names", "feature_sizes", "frame_features")
+RECORD_SETTINGS = ("feature_names", "feature_sizes", "frame_features", "segment_labels")
+# The context lists of the 2019 segment-rated files that segment mode reads (parallel:
+# class segment_labels[i] was rated segment_scores[i] for the segment starting at frame
+# segment_start_times[i]); segment_end_times is not read, every segment is 5 frames.
+SEGMENT_FIELDS = (
+    ("segment_start_times", tf.int64),
+    ("segment_labels", tf.int64),
+    ("segment_scores", tf.float32),
+)
 
 
 def list_files(data_pattern: str) -> list[str]:
@@ -64,6 +77,9 @@ def serialized_records(
 class BaseReader:
     """Shared pipeline: list files, read records, batch, parse, prefetch."""
 
+    # Whether a record can give other than one row (segment mode: one per rated segment).
+    rows_per_record_vary = False
+
     def __init__(self, num_classes: int, feature_sizes: list[int], feature_names: list[str]):
         if len(feature_names) != len(feature_sizes):
             raise UserError(
@@ -101,6 +117,9 @@ class BaseReader:
         batches = batches.map(
             self.parse_batch, num_parallel_calls=AUTOTUNE, deterministic=not training
         )
+        if self.rows_per_record_vary:
+            # A record gives any number of rows (segments): cut the rows into full batches.
+            batches = batches.rebatch(batch_size)
         return batches.prefetch(AUTOTUNE)
 
     def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -109,8 +128,13 @@ class BaseReader:
 
     def multi_hot_labels(self, labels: tf.SparseTensor) -> tf.Tensor:
         """Returns float32 [B, num_classes] multi-hot labels; fails on an id out of range."""
-        ids = labels.values
-        checks = [
+        with tf.control_dependencies(self.label_id_checks(labels.values)):
+            indicator = tf.sparse.to_indicator(labels, self.num_classes)
+        return tf.cast(indicator, tf.float32)
+
+    def label_id_checks(self, ids: tf.Tensor) -> list[tf.Operation]:
+        """Returns assertions that every class id is inside the vocabulary."""
+        return [
             tf.debugging.assert_non_negative(ids, message="label id below 0"),
             tf.debugging.assert_less(
                 ids,
@@ -118,9 +142,6 @@ class BaseReader:
                 message=f"label id outside [0, {self.num_classes})",
             ),
         ]
-        with tf.control_dependencies(checks):
-            indicator = tf.sparse.to_indicator(labels, self.num_classes)
-        return tf.cast(indicator, tf.float32)
 
     @contextlib.contextmanager
     def errors_explained(self, data_pattern: str) -> Iterator[None]:
@@ -261,30 +282,34 @@ class YT8MFrameFeatureReader(BaseReader):
           feature_names: feature lists to read, concatenated per frame in this order.
           max_frames: frames kept per video; longer videos are truncated, shorter ones
             zero-padded.
-          segment_labels: read the 2019 segment-rated labels (not ported yet).
+          segment_labels: segment mode: one row per rated segment of the 2019
+            segment-rated files (see segment_rows), instead of one per video.
           segment_size: frames per segment in segment mode.
           id_feature: key of the video id: "id", or "video_id" for the 2017 data.
           quantized_frames: return video_matrix as the uint8 frames (padding 0) and leave
             dequantization to the model step (features.dequantized_and_normalized): a
             quarter of the bytes through the input pipeline. The padding mask then comes
-            from num_frames, the first feature's length, for every feature.
+            from num_frames, the first feature's length, for every feature. Ignored in
+            segment mode, whose short segments are dequantized here.
         """
         super().__init__(num_classes, feature_sizes, feature_names)
-        del segment_size  # Segment mode is not ported yet.
-        if segment_labels:
-            raise NotImplementedError("segment-rated labels are not ported yet")
+        self.segment_labels = segment_labels
+        self.segment_size = segment_size
+        self.rows_per_record_vary = segment_labels
         self.max_frames = max_frames
         self.id_feature = id_feature
         self.quantized_frames = quantized_frames
 
     def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         """Parses a batch of serialized SequenceExamples with one parse call."""
+        if self.segment_labels:
+            context_features = {name: tf.io.VarLenFeature(dtype) for name, dtype in SEGMENT_FIELDS}
+        else:
+            context_features = {"labels": tf.io.VarLenFeature(tf.int64)}
+        context_features[self.id_feature] = tf.io.FixedLenFeature([], tf.string)
         context, sequences, lengths = tf.io.parse_sequence_example(
             serialized,
-            context_features={
-                self.id_feature: tf.io.FixedLenFeature([], tf.string),
-                "labels": tf.io.VarLenFeature(tf.int64),
-            },
+            context_features=context_features,
             sequence_features={
                 name: tf.io.FixedLenSequenceFeature([], tf.string) for name in self.feature_names
             },
@@ -294,6 +319,9 @@ class YT8MFrameFeatureReader(BaseReader):
             count = tf.minimum(tf.cast(lengths[name], tf.int32), self.max_frames)
             quantized.append(self.padded_frames(sequences[name], count, size))
             frame_counts.append(count)
+        if self.segment_labels:
+            first_length = tf.cast(lengths[self.feature_names[0]], tf.int32)
+            return self.segment_rows(context, quantized, frame_counts, first_length)
         if self.quantized_frames:
             video_matrix = tf.concat(quantized, axis=2)
         else:
@@ -305,6 +333,92 @@ class YT8MFrameFeatureReader(BaseReader):
             # Faithful: num_frames comes from the first feature only.
             "num_frames": frame_counts[0],
         }
+
+    def per_video(self) -> "YT8MFrameFeatureReader":
+        """Returns this reader in video mode, frames left quantized (for the segment model)."""
+        reader = copy.copy(self)
+        reader.segment_labels = reader.rows_per_record_vary = False
+        reader.quantized_frames = True
+        return reader
+
+    def segment_rows(self, context, quantized, frame_counts, first_length) -> dict:
+        """Returns one row per rated segment of a batch of videos, as the original did.
+
+        A video's segments are its distinct segment_start_times, in order of first
+        appearance; segment s holds frames s .. s+segment_size-1, zero after the video's
+        end. Its labels hold the segment_scores of the classes rated for it, and
+        label_weights is 1 exactly there. num_frames is segment_size for every segment.
+
+        Args:
+          context: the parsed context: id and the SEGMENT_FIELDS (sparse, one row per video).
+          quantized: per feature, uint8 [B, max_frames, size] frames.
+          frame_counts: per feature, int32 [B] real frames, at most max_frames.
+          first_length: int32 [B] frames of the first feature, uncapped.
+        """
+        starts = context["segment_start_times"]
+        class_ids = context["segment_labels"].values
+        checks = [
+            *self.segment_list_checks(context, first_length),
+            *self.label_id_checks(class_ids),
+        ]
+        with tf.control_dependencies(checks):
+            # Distinct (video, start) keys, in order of first appearance.
+            video_of_rating = starts.indices[:, 0]
+            keys, segment_of_rating = tf.unique(video_of_rating * (1 << 32) + starts.values)
+        segment_video = keys // (1 << 32)
+        segment_start = tf.cast(keys % (1 << 32), tf.int32)
+        frame_index = segment_start[:, tf.newaxis] + tf.range(self.segment_size)
+        positions = tf.stack(
+            [
+                tf.broadcast_to(segment_video[:, tf.newaxis], tf.shape(frame_index)),
+                tf.cast(tf.minimum(frame_index, self.max_frames - 1), tf.int64),
+            ],
+            axis=-1,
+        )
+        segment_frames = [tf.gather_nd(frames, positions) for frames in quantized]
+        real_frames = [
+            tf.clip_by_value(tf.gather(count, segment_video) - segment_start, 0, self.segment_size)
+            for count in frame_counts
+        ]
+        num_segments = tf.shape(keys, out_type=tf.int64)[0]
+        rated = tf.stack([tf.cast(segment_of_rating, tf.int64), class_ids], axis=1)
+        shape = tf.stack([num_segments, self.num_classes])
+        # A pair rated twice keeps its highest score (the original's result was undefined).
+        labels = tf.tensor_scatter_nd_max(tf.zeros(shape), rated, context["segment_scores"].values)
+        label_weights = tf.scatter_nd(rated, tf.ones_like(class_ids, tf.float32), shape)
+        return {
+            "video_ids": tf.gather(context[self.id_feature], segment_video),
+            "video_matrix": features.dequantize_frames(segment_frames, real_frames),
+            "labels": labels,
+            "label_weights": tf.minimum(label_weights, 1.0),
+            "num_frames": tf.fill([num_segments], self.segment_size),
+        }
+
+    def segment_list_checks(self, context, first_length) -> list[tf.Operation]:
+        """Returns assertions that each video's segment lists are usable.
+
+        Every video has rated segments, its three lists are parallel, and every start
+        time falls inside the frames read (the video's first max_frames frames).
+        """
+        lengths = [
+            tf.math.bincount(
+                tf.cast(context[name].indices[:, 0], tf.int32),
+                minlength=tf.shape(first_length)[0],
+            )
+            for name, _ in SEGMENT_FIELDS
+        ]
+        starts = context["segment_start_times"]
+        frames_read = tf.minimum(first_length, self.max_frames)
+        start_limit = tf.gather(tf.cast(frames_read, tf.int64), starts.indices[:, 0])
+        return [
+            tf.debugging.assert_positive(lengths[0], message="a video has no rated segments"),
+            tf.debugging.assert_equal(lengths[0], lengths[1], message="segment lists differ"),
+            tf.debugging.assert_equal(lengths[0], lengths[2], message="segment lists differ"),
+            tf.debugging.assert_non_negative(starts.values, message="segment start below 0"),
+            tf.debugging.assert_less(
+                starts.values, start_limit, message="segment start outside the video"
+            ),
+        ]
 
     def padded_frames(self, frame_bytes: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
         """Returns uint8 [B, max_frames, size]: the frames, truncated or zero-padded.
@@ -352,7 +466,48 @@ class YT8MFrameFeatureReader(BaseReader):
                         f"feature {name!r} frame {frame_index} has {length} bytes, expected "
                         f"{size} ({{feature_sizes}})"
                     )
+        if self.segment_labels:
+            num_frames = len(feature_lists[self.feature_names[0]].feature)
+            return self.segment_problem(example.context.feature, num_frames)
         return self.label_problem(example.context.feature["labels"].int64_list.value)
+
+    def segment_problem(self, context, num_frames: int) -> str | None:
+        """Returns what keeps a record's segment lists from being read, or None.
+
+        Args:
+          context: the record's context features (a protobuf map).
+          num_frames: the record's frames of the first feature.
+        """
+        missing = [name for name, _ in SEGMENT_FIELDS if name not in context]
+        if missing:
+            return (
+                f"no segment ratings ({', '.join(missing)} missing), but {{segment_labels}} "
+                "reads the segment-rated (2019 validate/test) files"
+            )
+        starts = context["segment_start_times"].int64_list.value
+        class_ids = context["segment_labels"].int64_list.value
+        scores = context["segment_scores"].float_list.value
+        if not starts:
+            return "no rated segments (segment_start_times is empty)"
+        if not len(starts) == len(class_ids) == len(scores):
+            return (
+                f"segment_start_times, segment_labels and segment_scores hold {len(starts)}, "
+                f"{len(class_ids)} and {len(scores)} values; they must be parallel"
+            )
+        frames_read = min(num_frames, self.max_frames)
+        for start in starts:
+            if not 0 <= start < frames_read:
+                return (
+                    f"segment start time {start} is outside the video's frames "
+                    f"[0, {frames_read}) ({num_frames} frames, at most max_frames="
+                    f"{self.max_frames} read)"
+                )
+        return self.label_problem(class_ids)
+
+
+def segment_ids(video_ids: tf.Tensor, starts: tf.Tensor) -> tf.Tensor:
+    """Returns the Kaggle 2019 segment ids `<video_id>:<start frame>` (string tensor)."""
+    return tf.strings.join([video_ids, tf.strings.as_string(starts)], separator=":")
 
 
 def first_line(message: str) -> str:
@@ -374,6 +529,7 @@ def create_reader(
     num_classes: int = 3862,
     id_feature: str = "id",
     quantized_frames: bool = False,
+    segment_labels: bool = False,
 ) -> BaseReader:
     """Returns the reader for the feature settings that train, eval and inference share.
 
@@ -384,8 +540,19 @@ def create_reader(
       num_classes: size of the label vocabulary.
       id_feature: key of the video id: "id", or "video_id" for the 2017 data.
       quantized_frames: frame level only: uint8 frames, dequantized in the model step.
+      segment_labels: frame level only: one row per rated segment (2019 files).
+
+    Raises:
+      UserError: segment_labels without frame_features (segments are made of frames).
     """
     names, sizes = features.names_and_sizes(feature_names, feature_sizes)
+    if segment_labels and not frame_features:
+        raise UserError(
+            "{segment_labels} needs a frame-level model ({frame_features}): segments are "
+            "cut from the frames; this model reads video-level features.",
+            "segment_labels",
+            "frame_features",
+        )
     if frame_features:
         return YT8MFrameFeatureReader(
             num_classes=num_classes,
@@ -393,6 +560,7 @@ def create_reader(
             feature_sizes=sizes,
             id_feature=id_feature,
             quantized_frames=quantized_frames,
+            segment_labels=segment_labels,
         )
     return YT8MAggregatedFeatureReader(
         num_classes=num_classes, feature_names=names, feature_sizes=sizes, id_feature=id_feature
