@@ -70,9 +70,3 @@ def require_files(data_pattern: str, unspecified: str, no_match: str | None = No
         if no_match is None:
             raise
         raise UserError(no_match) from None
-
-
-def refuse_segment_labels(segment_labels: bool) -> None:
-    """Fails on --segment_labels, which this port does not support yet."""
-    if segment_labels:
-        raise UserError("{segment_labels} is not supported by this port yet.", "segment_labels")

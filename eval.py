@@ -7,6 +7,10 @@ The model, features and loss come from <train_dir>/model_flags.json, written by 
 Without --run_once, eval.py watches train_dir and evaluates each new checkpoint once.
 For every checkpoint it evaluates it also writes <train_dir>/inference_model, the
 SavedModel that inference.py uses, and summaries to <train_dir>/eval.
+
+With --segment_labels it evaluates the rated segments of the 2019 segment-rated files
+(each prediction and label masked to the rated classes), writes the summaries under
+SegEval and the segment model <train_dir>/segment_inference_model instead.
 """
 
 import concurrent.futures
@@ -49,9 +53,19 @@ class Evaluator:
     """Evaluates checkpoints of one training directory on one data set."""
 
     def __init__(
-        self, train_dir: str, eval_data_pattern: str, batch_size: int, top_k: int, num_readers: int
+        self,
+        train_dir: str,
+        eval_data_pattern: str,
+        batch_size: int,
+        top_k: int,
+        num_readers: int,
+        segment_labels: bool = False,
     ):
-        self.model, self.reader, model_flags = trained_model.model_from_flags(train_dir)
+        self.model, self.reader, model_flags = trained_model.model_from_flags(
+            train_dir, segment_labels
+        )
+        self.segment_labels = segment_labels
+        self.summary_scope = "SegEval" if segment_labels else "Eval"
         self.train_dir = train_dir
         self.eval_data_pattern = eval_data_pattern
         self.batch_size = batch_size
@@ -63,10 +77,18 @@ class Evaluator:
         self.predict = tf.function(self.batch_predictions_and_loss, jit_compile=True)
         self.last_global_step = None
 
-    def batch_predictions_and_loss(self, video_matrix, num_frames, labels):
-        """Returns (predictions, label loss) of one batch, the model in inference mode."""
+    def batch_predictions_and_loss(self, video_matrix, num_frames, labels, label_weights=None):
+        """Returns (predictions, labels, label loss) of a batch, the model in inference mode.
+
+        With label_weights (segment mode) predictions and labels are masked to the rated
+        classes and the loss covers those only (the original left the loss unweighted).
+        """
         outputs = models.forward(self.model, video_matrix, num_frames, training=False)
-        return outputs["predictions"], models.label_loss(outputs, labels, self.label_loss_fn)
+        loss = models.label_loss(outputs, labels, self.label_loss_fn, label_weights)
+        predictions = outputs["predictions"]
+        if label_weights is not None:
+            predictions, labels = predictions * label_weights, labels * label_weights
+        return predictions, labels, loss
 
     def evaluate_latest(self) -> int:
         """Evaluates the latest checkpoint unless it was evaluated already.
@@ -90,7 +112,9 @@ class Evaluator:
         logging.info("Loading checkpoint for eval: %s", checkpoint_path)
         trained_model.restore_weights(self.checkpoint, checkpoint_path)
         export_model.export(
-            self.model, self.reader, trained_model.inference_model_path(self.train_dir)
+            self.model,
+            self.reader,
+            trained_model.inference_model_path(self.train_dir, self.segment_labels),
         )
         self.evaluate(global_step)
         self.last_global_step = global_step
@@ -106,7 +130,7 @@ class Evaluator:
         dataset = self.reader.get_dataset(
             self.eval_data_pattern, self.batch_size, num_readers=self.num_readers
         )
-        batch_log = BatchLog(self.writer, global_step)
+        batch_log = BatchLog(self.writer, global_step, self.summary_scope)
         # The metrics of one batch (NumPy) run in a second thread while the model runs the
         # next batch (TensorFlow); both release the GIL.
         with (
@@ -115,34 +139,36 @@ class Evaluator:
         ):
             pending = None
             for batch in dataset:
-                predictions, loss = self.predict(
-                    batch["video_matrix"], batch["num_frames"], batch["labels"]
-                )
+                numeric = {key: value for key, value in batch.items() if key != "video_ids"}
+                predictions, labels, loss = self.predict(**numeric)
                 if pending is not None:
                     batch_log.add(*pending.result())
-                pending = metrics_thread.submit(self.accumulated_batch, predictions, batch, loss)
+                pending = metrics_thread.submit(self.accumulated_batch, predictions, labels, loss)
             if pending is not None:
                 batch_log.add(*pending.result())
         logging.info("Done with batched inference. Now calculating global performance metrics.")
         epoch_info = self.metrics.get()
         epoch_info["epoch_id"] = global_step
-        logging.info(summaries.add_epoch_summary(self.writer, global_step, epoch_info, "Eval"))
+        logging.info(
+            summaries.add_epoch_summary(self.writer, global_step, epoch_info, self.summary_scope)
+        )
         self.metrics.clear()
         logging.info("Total: examples_processed: %d", batch_log.examples_processed)
         return epoch_info
 
-    def accumulated_batch(self, predictions, batch, loss) -> tuple[dict, int]:
+    def accumulated_batch(self, predictions, labels, loss) -> tuple[dict, int]:
         """Adds one batch to the metrics; returns (its batch metrics, its size)."""
-        info = self.metrics.accumulate(predictions.numpy(), batch["labels"].numpy(), loss.numpy())
+        info = self.metrics.accumulate(predictions.numpy(), labels.numpy(), loss.numpy())
         return info, predictions.shape[0]
 
 
 class BatchLog:
     """Logs and writes each batch's metrics with the original's line and tags."""
 
-    def __init__(self, writer, global_step: int):
+    def __init__(self, writer, global_step: int, summary_scope: str):
         self.writer = writer
         self.global_step = global_step
+        self.summary_scope = summary_scope
         self.examples_processed = 0
         self.last_time = time.time()
 
@@ -152,13 +178,14 @@ class BatchLog:
         info["examples_per_second"] = batch_size / max(now - self.last_time, 1e-9)
         self.last_time = now
         self.examples_processed += batch_size
-        text = summaries.add_global_step_summary(self.writer, self.global_step, info, "Eval")
+        text = summaries.add_global_step_summary(
+            self.writer, self.global_step, info, self.summary_scope
+        )
         logging.info("examples_processed: %d | %s", self.examples_processed, text)
 
 
 def evaluate(config: EvalConfig) -> None:
     """Evaluates the latest checkpoint, then (unless run_once) every new one as it appears."""
-    cli.refuse_segment_labels(config.segment_labels)
     cli.require_files(
         config.eval_data_pattern,
         unspecified="'eval_data_pattern' was not specified. Nothing to evaluate.",
@@ -171,6 +198,7 @@ def evaluate(config: EvalConfig) -> None:
         config.batch_size,
         config.top_k,
         config.num_readers,
+        config.segment_labels,
     )
     evaluator.evaluate_latest()
     while not config.run_once:

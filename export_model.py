@@ -11,6 +11,13 @@ eval.py writes one to `<train_dir>/inference_model` for each checkpoint it evalu
 To export without evaluating:
 
   python export_model.py --train_dir=/tmp/yt8m_model --output_dir=/tmp/yt8m_export
+
+The segment model (eval.py --segment_labels writes it to
+`<train_dir>/segment_inference_model`) takes the same SequenceExamples and `class_ids`,
+the classes to rank (int32; all of them for no restriction); it cuts every video into
+5-frame segments (the last one shorter) and returns, per segment, `segment_id`
+("<video_id>:<start frame>") and its top 20 `class_indexes` and `predictions` among
+class_ids.
 """
 
 import dataclasses
@@ -27,6 +34,9 @@ from errors import UserError
 from settings import setting
 
 TOP_PREDICTIONS_IN_OUTPUT = 20
+# Segments the segment model scores per model call: a fixed shape for XLA, and a bound
+# on memory whatever the number of segments of the records passed in.
+SEGMENTS_PER_CALL = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +46,9 @@ class ExportConfig:
     train_dir: str = setting("/tmp/yt8m_model/", "Training directory to export from.")
     checkpoint: str = setting("", "Checkpoint prefix to export; default: the latest.")
     output_dir: str = setting("", "Directory to write the SavedModel to.")
+    segment_labels: bool = setting(
+        False, "Export the segment model (as eval.py --segment_labels writes it)."
+    )
 
 
 class InferenceModule(tf.Module):
@@ -65,9 +78,91 @@ class InferenceModule(tf.Module):
         return models.forward(self.model, video_matrix, num_frames, training=False)["predictions"]
 
 
+class SegmentInferenceModule(tf.Module):
+    """A frame-level model that scores the 5-frame segments of whole videos, for serving.
+
+    Faithful to the original's segment inference: a video of n frames gives the segments
+    starting at 0, 5, 10, ... below n, each scored with num_frames = its real frames (the
+    last one may be shorter, its missing frames zero).
+    """
+
+    def __init__(self, model: models.BaseModel, reader: readers.YT8MFrameFeatureReader):
+        super().__init__()
+        self.model = model
+        self.reader = reader.per_video()
+        self.segment_size = reader.segment_size
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="example_bytes"),
+            tf.TensorSpec([None], tf.int32, name="class_ids"),
+        ]
+    )
+    def serve(self, example_bytes, class_ids):
+        """Returns segment_id, class_indexes and predictions (top 20 among class_ids)."""
+        batch = self.reader.parse_batch(example_bytes)
+        segment_ids, frames, num_frames = self.segments(batch)
+        num_segments = tf.shape(frames)[0]
+        padding = -num_segments % SEGMENTS_PER_CALL
+        frames = tf.pad(frames, [[0, padding], [0, 0], [0, 0]])
+        num_frames = tf.pad(num_frames, [[0, padding]], constant_values=1)
+        shape = tf.concat([[-1, SEGMENTS_PER_CALL], tf.shape(frames)[1:]], axis=0)
+        k = tf.minimum(TOP_PREDICTIONS_IN_OUTPUT, tf.size(class_ids))
+
+        def top_classes(chunk):
+            chunk_frames, chunk_num_frames = chunk
+            predictions = self.predictions(chunk_frames, chunk_num_frames)
+            top = tf.nn.top_k(tf.gather(predictions, class_ids, axis=1), k=k)
+            return top.values, tf.gather(class_ids, top.indices)
+
+        scores, classes = tf.map_fn(
+            top_classes,
+            (tf.reshape(frames, shape), tf.reshape(num_frames, [-1, SEGMENTS_PER_CALL])),
+            fn_output_signature=(tf.float32, tf.int32),
+        )
+        return {
+            "segment_id": segment_ids,
+            "class_indexes": tf.reshape(classes, [-1, k])[:num_segments],
+            "predictions": tf.reshape(scores, [-1, k])[:num_segments],
+        }
+
+    def segments(self, batch):
+        """Returns (segment ids, uint8 [S, 5, D] frames, int32 [S] real frames) of a batch."""
+        video_matrix = batch["video_matrix"]
+        slots = self.reader.max_frames // self.segment_size
+        starts = tf.range(slots) * self.segment_size
+        real_frames = tf.clip_by_value(
+            batch["num_frames"][:, tf.newaxis] - starts, 0, self.segment_size
+        )
+        is_segment = tf.reshape(real_frames > 0, [-1])
+        frames = tf.reshape(
+            video_matrix[:, : slots * self.segment_size],
+            [-1, self.segment_size, sum(self.reader.feature_sizes)],
+        )
+        segment_ids = readers.segment_ids(
+            tf.repeat(batch["video_ids"], slots), tf.tile(starts, tf.shape(batch["num_frames"]))
+        )
+        return (
+            tf.boolean_mask(segment_ids, is_segment),
+            tf.boolean_mask(frames, is_segment),
+            tf.boolean_mask(tf.reshape(real_frames, [-1]), is_segment),
+        )
+
+    @tf.function(jit_compile=True)
+    def predictions(self, video_matrix, num_frames):
+        """Returns the model's predictions in inference mode; XLA-compiled (no strings)."""
+        return models.forward(self.model, video_matrix, num_frames, training=False)["predictions"]
+
+
 def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str) -> None:
-    """Writes the SavedModel to output_dir, replacing any model there only once complete."""
-    module = InferenceModule(model, reader)
+    """Writes the SavedModel to output_dir, replacing any model there only once complete.
+
+    A reader in segment mode gives the segment model, any other the per-video one.
+    """
+    if getattr(reader, "segment_labels", False):
+        module = SegmentInferenceModule(model, reader)
+    else:
+        module = InferenceModule(model, reader)
     signatures = {"serving_default": module.serve.get_concrete_function()}
     with atomic_write.replaced_atomically(output_dir) as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
@@ -76,13 +171,14 @@ def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str)
 def load(saved_model_dir: str):
     """Returns the serving function of an exported model: records in, top 20 out.
 
-    Call it as serve(example_bytes=<string tensor>). It keeps the loaded SavedModel alive:
-    a bare signature whose SavedModel object was garbage-collected loses its variables.
+    Call it as serve(example_bytes=<string tensor>) (the segment model also takes
+    class_ids=<int32 tensor>). It keeps the loaded SavedModel alive: a bare signature
+    whose SavedModel object was garbage-collected loses its variables.
     """
     loaded = tf.saved_model.load(saved_model_dir)
 
-    def serve(example_bytes):
-        return loaded.signatures["serving_default"](example_bytes=example_bytes)
+    def serve(**inputs):
+        return loaded.signatures["serving_default"](**inputs)
 
     return serve
 
@@ -92,7 +188,7 @@ def main(config: ExportConfig) -> None:
     if not config.output_dir:
         raise UserError("--output_dir is required: the directory to write the SavedModel to.")
     model, reader, checkpoint_path = trained_model.restored_model(
-        config.train_dir, config.checkpoint or None
+        config.train_dir, config.checkpoint or None, config.segment_labels
     )
     export(model, reader, config.output_dir)
     logging.info("Exported %s to %s", checkpoint_path, config.output_dir)

@@ -12,6 +12,11 @@ written under a temporary name and renamed when complete.
 
 --output_model_tgz packs the inference model with model_flags.json (e.g. for upload);
 --input_model_tgz runs such an archive instead of a training directory.
+
+With --segment_labels it runs <train_dir>/segment_inference_model (eval.py
+--segment_labels writes it) over every 5-frame segment of every video and writes the
+Kaggle 2019 segment submission (segment_submission.py): for each class of
+--segment_label_ids_file, its --segment_max_pred best segments.
 """
 
 import csv
@@ -22,6 +27,7 @@ import posixpath
 import tarfile
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -29,9 +35,15 @@ import atomic_write
 import cli
 import export_model
 import readers
+import segment_submission
 import trained_model
 from errors import UserError
 from settings import setting
+
+# The original's 1,000 segment-rated classes, shipped beside this script.
+SEGMENT_LABEL_IDS_FILE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "segment_label_ids.csv"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +63,16 @@ class InferenceConfig:
     batch_size: int = setting(512)
     num_readers: int = setting(1)
     top_k: int = setting(20, "How many predictions to write per video (at most 20).")
-    segment_labels: bool = setting(False)
-    segment_max_pred: int = setting(
-        100000, "Segments kept per class in segment mode (not supported yet)."
+    segment_labels: bool = setting(
+        False,
+        "Write the Kaggle 2019 segment submission (Class,Segments) from the segment model "
+        "eval.py --segment_labels writes, instead of per-video predictions.",
     )
+    segment_max_pred: int = setting(100000, "Segments kept per class in segment mode.")
     segment_label_ids_file: str = setting(
-        "https://raw.githubusercontent.com/google/youtube-8m/master/segment_label_ids.csv",
-        "Whitelist of class ids for segment mode (not supported yet).",
+        SEGMENT_LABEL_IDS_FILE,
+        "The classes ranked in segment mode: a file (local, gs:// or http(s) URL) with "
+        "one class id per line; other lines, such as the header, are skipped.",
     )
 
 
@@ -65,8 +80,8 @@ class InferenceConfig:
 # The model .tgz.
 
 
-def write_model_tgz(train_dir: str, output_path: str) -> None:
-    """Packs inference_model/ and model_flags.json into a .tgz, written atomically."""
+def write_model_tgz(train_dir: str, model_dir: str, output_path: str) -> None:
+    """Packs model_dir (under train_dir) and model_flags.json into a .tgz, atomically."""
     with (
         atomic_write.replaced_atomically(output_path) as temporary,
         tf.io.gfile.GFile(temporary, "wb") as file,
@@ -74,7 +89,6 @@ def write_model_tgz(train_dir: str, output_path: str) -> None:
     ):
         model_flags = trained_model.model_flags_path(train_dir)
         add_to_tar(archive, model_flags, trained_model.MODEL_FLAGS_FILE)
-        model_dir = trained_model.inference_model_path(train_dir)
         for directory, _, names in tf.io.gfile.walk(model_dir):
             relative = os.path.relpath(directory, train_dir)
             for name in names:
@@ -146,6 +160,36 @@ def write_batch(file, batch: dict) -> None:
         writer.writerow([video_id.decode("utf-8"), pairs.decode("utf-8")])
 
 
+def model_outputs(map_batch, data_pattern: str, batch_size: int) -> tf.data.Dataset:
+    """Returns map_batch (the model and formatting) of every batch of records, in order.
+
+    They run inside the tf.data pipeline, so they overlap with writing the previous batch.
+    """
+    records = readers.serialized_records(
+        readers.list_files(data_pattern), batch_size, training=False, num_epochs=1, num_readers=1
+    )
+    return records.batch(batch_size).map(map_batch, num_parallel_calls=2).prefetch(2)
+
+
+class ProgressLog:
+    """Logs the original's progress line after each batch."""
+
+    def __init__(self):
+        self.num_examples = 0
+        self.start = time.time()
+
+    def add(self, num_examples: int) -> None:
+        """Counts one batch's examples and logs the totals."""
+        self.num_examples += num_examples
+        elapsed = time.time() - self.start
+        logging.info(
+            "num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f",
+            self.num_examples,
+            elapsed,
+            self.num_examples / max(elapsed, 1e-9),
+        )
+
+
 def write_predictions(
     serve,
     reader: readers.BaseReader,
@@ -156,25 +200,15 @@ def write_predictions(
 ) -> int:
     """Runs the model over every record once, in input order, and writes the CSV.
 
-    The model and the formatting run inside the tf.data pipeline, so they overlap with
-    writing the previous batch.
-
     Returns:
       The number of videos written.
     """
-    records = readers.serialized_records(
-        readers.list_files(data_pattern), batch_size, training=False, num_epochs=1, num_readers=1
+    batches = model_outputs(
+        lambda serialized: formatted_batch(serve(example_bytes=serialized), top_k),
+        data_pattern,
+        batch_size,
     )
-    batches = (
-        records.batch(batch_size)
-        .map(
-            lambda serialized: formatted_batch(serve(example_bytes=serialized), top_k),
-            num_parallel_calls=2,
-        )
-        .prefetch(2)
-    )
-    num_examples = 0
-    start = time.time()
+    progress = ProgressLog()
     with (
         atomic_write.replaced_atomically(output_file) as temporary,
         tf.io.gfile.GFile(temporary, "w") as file,
@@ -183,20 +217,48 @@ def write_predictions(
         file.write("VideoId,LabelConfidencePairs\n")
         for batch in batches:
             write_batch(file, batch)
-            num_examples += int(batch["lines"].shape[0])
-            elapsed = time.time() - start
-            logging.info(
-                "num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f",
-                num_examples,
-                elapsed,
-                num_examples / max(elapsed, 1e-9),
+            progress.add(int(batch["lines"].shape[0]))
+    return progress.num_examples
+
+
+def write_segment_predictions(
+    serve, reader: readers.BaseReader, class_ids: np.ndarray, config: InferenceConfig
+) -> int:
+    """Scores every segment of every record and writes the Kaggle 2019 submission.
+
+    Args:
+      serve: the segment model's serving function.
+      reader: the model's reader, to explain bad records.
+      class_ids: the classes to rank (the whitelist).
+      config: the settings (data, output file, top_k, segment_max_pred).
+
+    Returns:
+      The number of segments scored.
+    """
+    class_ids = tf.constant(class_ids)
+    batches = model_outputs(
+        lambda serialized: serve(example_bytes=serialized, class_ids=class_ids),
+        config.input_data_pattern,
+        config.batch_size,
+    )
+    top_segments = segment_submission.TopSegments(config.segment_max_pred)
+    progress = ProgressLog()
+    with reader.errors_explained(config.input_data_pattern):
+        for batch in batches:
+            top_segments.add(
+                batch["segment_id"].numpy(),
+                batch["class_indexes"][:, : config.top_k].numpy(),
+                batch["predictions"][:, : config.top_k].numpy(),
             )
-    return num_examples
+            progress.add(int(batch["segment_id"].shape[0]))
+    logging.info("Post-processing segment predictions...")
+    logging.info("Writing sorted segment predictions to: %s", config.output_file)
+    segment_submission.write(config.output_file, top_segments)
+    return progress.num_examples
 
 
 def check_settings(config: InferenceConfig) -> None:
     """Raises a one-line UserError for missing or contradictory flags."""
-    cli.refuse_segment_labels(config.segment_labels)
     if config.input_model_tgz and config.train_dir:
         raise UserError(
             "You cannot supply --train_dir if supplying --input_model_tgz; the model is "
@@ -220,6 +282,8 @@ def check_settings(config: InferenceConfig) -> None:
             f"--top_k={config.top_k}: the inference model gives the top "
             f"{export_model.TOP_PREDICTIONS_IN_OUTPUT} classes; use 1 to 20."
         )
+    if config.segment_labels and config.segment_max_pred <= 0:
+        raise UserError(f"--segment_max_pred={config.segment_max_pred}: use 1 or more.")
 
 
 def main(config: InferenceConfig) -> None:
@@ -230,24 +294,51 @@ def main(config: InferenceConfig) -> None:
         extract_model_tgz(config.input_model_tgz, config.untar_model_dir)
         train_dir = config.untar_model_dir
     model_flags = trained_model.read_model_flags(train_dir, "Did you run eval.py?")
-    model_dir = trained_model.inference_model_path(train_dir)
-    if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
-        raise UserError(f"Cannot find {model_dir}. Did you run eval.py?")
-    if config.output_model_tgz:
-        write_model_tgz(train_dir, config.output_model_tgz)
     # The reader only explains bad input; the SavedModel parses the records itself.
     reader = trained_model.reader_for(model_flags)
+    model_dir = inference_model_dir(train_dir, model_flags, config.segment_labels)
+    if config.segment_labels:
+        class_ids = segment_submission.whitelist(config.segment_label_ids_file, reader.num_classes)
+    if config.output_model_tgz:
+        write_model_tgz(train_dir, model_dir, config.output_model_tgz)
     logging.info("loading saved model: %s", model_dir)
     serve = export_model.load(model_dir)
-    write_predictions(
-        serve,
-        reader,
-        config.input_data_pattern,
-        config.output_file,
-        config.batch_size,
-        config.top_k,
-    )
+    if config.segment_labels:
+        write_segment_predictions(serve, reader, class_ids, config)
+    else:
+        write_predictions(
+            serve,
+            reader,
+            config.input_data_pattern,
+            config.output_file,
+            config.batch_size,
+            config.top_k,
+        )
     logging.info("Done with inference. The output file was written to %s", config.output_file)
+
+
+def inference_model_dir(train_dir: str, model_flags: dict, segment_labels: bool) -> str:
+    """Returns the SavedModel to run: the per-video one, or with segment_labels the segment one.
+
+    Raises:
+      UserError: it is missing, saying what to run to write it.
+    """
+    model_dir = trained_model.inference_model_path(train_dir, segment_labels)
+    if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
+        return model_dir
+    if not segment_labels:
+        raise UserError(f"Cannot find {model_dir}. Did you run eval.py?")
+    if not model_flags["frame_features"]:
+        raise UserError(
+            "{segment_labels} needs a frame-level model; this one was trained on "
+            "video-level features (model_flags.json: frame_features false).",
+            "segment_labels",
+        )
+    raise UserError(
+        f"Cannot find {model_dir}: this model has no segment model. Fine-tune it with "
+        f"train.py --segment_labels --train_dir={train_dir} on segment-rated files, then run "
+        f"eval.py --segment_labels --train_dir={train_dir} on segment-rated files.",
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ import tensorflow as tf
 class BaseLoss:
     """Inherit from this class when implementing new losses."""
 
+    # Whether calculate_loss takes label_weights (segment training weights each term).
+    takes_label_weights = False
+
     def calculate_loss(self, unused_predictions, unused_labels, **unused_params) -> tf.Tensor:
         """Returns the scalar loss of a batch of predictions against its labels.
 
@@ -24,6 +27,8 @@ class BaseLoss:
 
 class CrossEntropyLoss(BaseLoss):
     """Binary cross entropy summed over classes, for probabilities in [0, 1]."""
+
+    takes_label_weights = True
 
     def calculate_loss(self, predictions, labels, label_weights=None, **unused_params):
         """Returns mean over videos of sum over classes of -[y log(p+ε) + (1-y) log(1-p+ε)].
@@ -47,17 +52,23 @@ class CrossEntropyLoss(BaseLoss):
 class HingeLoss(BaseLoss):
     """Hinge loss summed over classes, for predictions expected in [-1, 1]."""
 
-    def calculate_loss(self, predictions, labels, b=1.0, **unused_params):
+    takes_label_weights = True
+
+    def calculate_loss(self, predictions, labels, b=1.0, label_weights=None, **unused_params):
         """Returns mean over videos of sum over classes of max(0, b - (2y - 1) p).
 
         Args:
           predictions: float [batch_size, num_classes] scores.
           labels: [batch_size, num_classes] 0/1 labels.
           b: the margin.
+          label_weights: optional [batch_size, num_classes] weights of each term (the
+            original had none; added for segment training).
         """
         float_labels = tf.cast(labels, tf.float32)
         sign_labels = 2 * float_labels - 1
         hinge_loss = tf.maximum(0.0, b - sign_labels * predictions)
+        if label_weights is not None:
+            hinge_loss *= label_weights
         return tf.reduce_mean(tf.reduce_sum(hinge_loss, 1))
 
 

@@ -162,8 +162,15 @@ def forward(model: BaseModel, video_matrix, num_frames, training: bool) -> dict[
     return model(model_input, num_frames=num_frames, training=training)
 
 
-def label_loss(outputs: dict[str, tf.Tensor], labels, loss_function) -> tf.Tensor:
-    """Returns the model's own "loss" if it gives one, else the loss function's."""
+def label_loss(
+    outputs: dict[str, tf.Tensor], labels, loss_function, label_weights=None
+) -> tf.Tensor:
+    """Returns the model's own "loss" if it gives one, else the loss function's.
+
+    label_weights (segment mode: 1 at the rated pairs) weights each term of the loss.
+    """
     if "loss" in outputs:
         return outputs["loss"]
-    return loss_function.calculate_loss(outputs["predictions"], labels)
+    if label_weights is None:
+        return loss_function.calculate_loss(outputs["predictions"], labels)
+    return loss_function.calculate_loss(outputs["predictions"], labels, label_weights=label_weights)

@@ -20,7 +20,8 @@ SHARED_HELP = {
     "batch_size": "Videos per batch (per GPU when training).",
     "num_readers": "Files read at once in training (evaluation reads in order).",
     "segment_labels": (
-        "Use the 2019 segment-rated labels (frame-level data only; not supported yet)."
+        "Work on the rated 5-frame segments of the 2019 segment-rated frame-level files "
+        "instead of on whole videos."
     ),
     "feature_names": "Comma-separated names of the features to use.",
     "feature_sizes": "Comma-separated sizes of those features.",

@@ -271,7 +271,9 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
             outputs = models.forward(
                 model, batch["video_matrix"], batch["num_frames"], training=True
             )
-            label_loss = models.label_loss(outputs, batch["labels"], label_loss_fn)
+            label_loss = models.label_loss(
+                outputs, batch["labels"], label_loss_fn, batch.get("label_weights")
+            )
             reg_loss = tf.add_n([tf.constant(0.0), *model.losses])
             if "regularization_loss" in outputs:
                 reg_loss += outputs["regularization_loss"]
@@ -297,7 +299,7 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
     @tf.function
     def distributed_step(batch):
         # Only the numeric tensors: XLA compiles no string ops (video_ids).
-        numeric = {key: batch[key] for key in ("video_matrix", "num_frames", "labels")}
+        numeric = {key: value for key, value in batch.items() if key != "video_ids"}
         outputs = strategy.run(step, args=(numeric,))
         mean = tf.distribute.ReduceOp.MEAN
         return {
@@ -427,7 +429,6 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
       The final global step.
     """
     logging.info("%s: Tensorflow version: %s.", task_name(), tf.__version__)
-    cli.refuse_segment_labels(config.segment_labels)
     tf.debugging.set_log_device_placement(config.log_device_placement)
     strategy = strategy or distribution_strategy(config.num_gpu)
     chief = is_chief(strategy)
@@ -438,6 +439,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         id_feature=config.id_feature,
         # Frames stay uint8 through the input pipeline; the XLA-compiled step dequantizes.
         quantized_frames=config.frame_features,
+        segment_labels=config.segment_labels,
     )
     train_files = training_files(config, strategy)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -449,6 +451,14 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         optimizer = create_optimizer(config, global_batch_size)
         optimizer.build(model.trainable_variables)
     label_loss_fn = errors.chosen(config.label_loss, losses.LOSSES, "label_loss")()
+    if config.segment_labels and not label_loss_fn.takes_label_weights:
+        raise UserError(
+            f"{{label_loss}}={config.label_loss} cannot weight its terms, and "
+            "{segment_labels} trains on the rated (segment, class) pairs only; use "
+            "CrossEntropyLoss or HingeLoss.",
+            "label_loss",
+            "segment_labels",
+        )
     prepare_train_dir(config, chief)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     restore_latest(checkpoint, config)
@@ -578,6 +588,8 @@ class TrainingMetrics:
             return
         predictions = local_values(self.strategy, outputs["predictions"])
         labels = local_values(self.strategy, outputs["labels"])
+        if "label_weights" in batch:  # Segment mode: only the rated classes count.
+            predictions = predictions * local_values(self.strategy, batch["label_weights"])
         hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
         perr = eval_util.calculate_precision_at_equal_recall_rate(predictions, labels)
         gap = eval_util.calculate_gap(predictions, labels)

@@ -17,6 +17,7 @@ from errors import UserError
 
 MODEL_FLAGS_FILE = "model_flags.json"
 INFERENCE_MODEL_DIR = "inference_model"
+SEGMENT_INFERENCE_MODEL_DIR = "segment_inference_model"
 
 # The keys of the original's model_flags.json; the others are hyperparameters, except:
 ORIGINAL_MODEL_FLAGS = ("model", "feature_sizes", "feature_names", "frame_features", "label_loss")
@@ -45,9 +46,13 @@ def model_flags_path(train_dir: str) -> str:
     return os.path.join(train_dir, MODEL_FLAGS_FILE)
 
 
-def inference_model_path(train_dir: str) -> str:
-    """Returns where eval.py writes the inference model of a training directory."""
-    return os.path.join(train_dir, INFERENCE_MODEL_DIR)
+def inference_model_path(train_dir: str, segment_labels: bool = False) -> str:
+    """Returns where eval.py writes the inference model of a training directory.
+
+    With segment_labels, the model that scores 5-frame segments (eval.py --segment_labels).
+    """
+    name = SEGMENT_INFERENCE_MODEL_DIR if segment_labels else INFERENCE_MODEL_DIR
+    return os.path.join(train_dir, name)
 
 
 def write_or_check_model_flags(train_dir: str, model_flags: dict) -> None:
@@ -99,10 +104,13 @@ def hyperparameters(model_flags: dict) -> dict:
     return {key: value for key, value in model_flags.items() if key not in recorded}
 
 
-def reader_for(model_flags: dict) -> readers.BaseReader:
+def reader_for(model_flags: dict, segment_labels: bool = False) -> readers.BaseReader:
     """Returns the reader of the features a model was trained on.
 
     Frames stay uint8 until the (XLA-compiled) model step dequantizes them.
+
+    Raises:
+      UserError: segment_labels for a video-level model.
     """
     return readers.create_reader(
         model_flags["frame_features"],
@@ -110,32 +118,42 @@ def reader_for(model_flags: dict) -> readers.BaseReader:
         model_flags["feature_sizes"],
         id_feature=model_flags["id_feature"],
         quantized_frames=model_flags["frame_features"],
+        segment_labels=segment_labels,
     )
 
 
-def model_from_flags(train_dir: str) -> tuple[models.BaseModel, readers.BaseReader, dict]:
+def model_from_flags(
+    train_dir: str, segment_labels: bool = False
+) -> tuple[models.BaseModel, readers.BaseReader, dict]:
     """Returns (new model, reader, model_flags dict) as train_dir's model_flags.json says.
+
+    Args:
+      train_dir: a training directory.
+      segment_labels: the reader reads rated segments (2019 files) instead of videos.
 
     Raises:
       UserError: train_dir has no usable model_flags.json.
     """
     model_flags = read_model_flags(train_dir, "Did you run train.py on the same --train_dir?")
-    reader = reader_for(model_flags)
+    reader = reader_for(model_flags, segment_labels)
     model = models.create_built_model(model_flags["model"], reader, hyperparameters(model_flags))
     return model, reader, model_flags
 
 
-def restored_model(train_dir: str, checkpoint_path: str | None = None):
+def restored_model(
+    train_dir: str, checkpoint_path: str | None = None, segment_labels: bool = False
+):
     """Returns (model, reader, checkpoint path): the model restored from a checkpoint.
 
     Args:
       train_dir: a training directory (model_flags.json and checkpoints).
       checkpoint_path: a checkpoint prefix; default the latest in train_dir.
+      segment_labels: the reader reads rated segments (2019 files) instead of videos.
 
     Raises:
       UserError: no model_flags.json or no checkpoint.
     """
-    model, reader, _ = model_from_flags(train_dir)
+    model, reader, _ = model_from_flags(train_dir, segment_labels)
     checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(train_dir)
     if not checkpoint_path:
         raise UserError(f"No checkpoint found in {{train_dir}}={train_dir}.", "train_dir")
