@@ -5,7 +5,9 @@ r"""Trains a YouTube-8M video classifier and writes checkpoints and summaries.
       --model=LogisticModel --train_dir=/tmp/yt8m_model
 
 Run it again with the same --train_dir to resume from the latest checkpoint. Watch it with
-`tensorboard --logdir=/tmp/yt8m_model`; evaluate it with eval.py.
+`tensorboard --logdir=/tmp/yt8m_model`; evaluate it with eval.py. With --segment_labels it
+trains a frame-level model on the rated 5-frame segments of the 2019 files, the loss over
+the rated (segment, class) pairs only: run on a video-level --train_dir, it fine-tunes it.
 
 The loop, top to bottom: pick a distribution strategy (CPU, one GPU, several GPUs or
 several workers), prepare train_dir (model_flags.json), build reader, model and optimizer,

@@ -7,6 +7,7 @@ import tensorflow as tf
 from conftest import one_error_line, run_script
 
 import segment_eval_inference as segment_eval
+import segment_submission
 from errors import UserError
 
 TOP_N = 8
@@ -114,7 +115,7 @@ def brute_force_map(labels, submission, top_n: int) -> float:
 
 def submission_text(submission) -> str:
     lines = [f"{label},{' '.join(segments)}\n" for label, segments in submission.items()]
-    return segment_eval.HEADER + "\n" + "".join(lines)
+    return segment_submission.HEADER + "\n" + "".join(lines)
 
 
 @pytest.fixture(scope="module")
