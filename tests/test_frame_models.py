@@ -119,7 +119,7 @@ def test_frame_pooling_methods():
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_model_learns_then_evaluates_and_predicts_from_the_command_line(
+def test_model_learns_and_the_frame_level_job_runs_from_the_command_line(
     name, sample_data, tmp_path
 ):
     train_dir = tmp_path / "model"
@@ -147,7 +147,15 @@ def test_model_learns_then_evaluates_and_predicts_from_the_command_line(
         if "training step" in line
     ]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:3])
-    # eval.py and inference.py rebuild the model from model_flags.json alone.
+    if name == "FrameLevelLogisticModel":
+        # The command-line path of eval.py and inference.py for a frame-level model (that
+        # they rebuild every model from model_flags.json alone is checked in process by
+        # tests/test_segments.py, for DBoF and LSTM too).
+        evaluate_and_predict_from_the_command_line(sample_data, train_dir, tmp_path)
+
+
+def evaluate_and_predict_from_the_command_line(sample_data, train_dir, tmp_path):
+    """Runs eval.py and inference.py on a trained frame-level model, then wrong input."""
     result = run_script(
         "eval.py",
         f"--eval_data_pattern={sample_data}/frame/validate*.tfrecord",
@@ -166,18 +174,15 @@ def test_model_learns_then_evaluates_and_predicts_from_the_command_line(
     table = pd.read_csv(output, keep_default_na=False)
     assert len(table) == 100
     assert all(len(pairs.split()) == 40 for pairs in table["LabelConfidencePairs"])
-    if name == "FrameLevelLogisticModel":  # Video-level files for a frame-level model.
-        result = run_script(
-            "inference.py",
-            f"--train_dir={train_dir}",
-            f"--output_file={tmp_path / 'wrong.csv'}",
-            f"--input_data_pattern={sample_data}/video/test0000.tfrecord",
-            check=False,
-        )
-        line = one_error_line(result)
-        assert (
-            "test0000.tfrecord: record 0: a video-level tf.train.Example, but frame-level" in line
-        )
+    result = run_script(  # Video-level files for a frame-level model.
+        "inference.py",
+        f"--train_dir={train_dir}",
+        f"--output_file={tmp_path / 'wrong.csv'}",
+        f"--input_data_pattern={sample_data}/video/test0000.tfrecord",
+        check=False,
+    )
+    line = one_error_line(result)
+    assert "test0000.tfrecord: record 0: a video-level tf.train.Example, but frame-level" in line
 
 
 def test_batch_norm_statistics_are_trained_saved_and_used_in_eval_and_export(sample_data, tmp_path):

@@ -194,8 +194,18 @@ def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
         "--num_classes=50",
     )
     first = make_sample_data(str(tmp_path / "a"), "--seed=7", *args)
-    again = make_sample_data(str(tmp_path / "b"), "--seed=7", *args)
-    other = make_sample_data(str(tmp_path / "c"), "--seed=8", *args)
+    # The same settings in this process (it saves two TensorFlow start-ups).
+    settings = dict(
+        num_train_videos=50,
+        num_validate_videos=10,
+        num_test_videos=0,
+        num_shards=1,
+        mean_frames=5,
+        num_classes=50,
+    )
+    again, other = str(tmp_path / "b"), str(tmp_path / "c")
+    sample_writer.main(sample_writer.SampleDataConfig(output_dir=again, seed=7, **settings))
+    sample_writer.main(sample_writer.SampleDataConfig(output_dir=other, seed=8, **settings))
     for path in (
         "video/train0000.tfrecord",
         "frame/train0000.tfrecord",

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from conftest import one_error_line, run_script
 
+import cli
 import segment_eval_inference as segment_eval
 import segment_submission
 from errors import UserError
@@ -255,52 +256,39 @@ def test_missing_submission_file_flag_is_the_original_message(tmp_path):
     assert "You must input submission file" in line and "--submission_file" in line
 
 
+def in_process_error(**settings) -> str:
+    """Returns the one line the command line would print for main(settings)'s error."""
+    with pytest.raises(UserError) as error:
+        segment_eval.main(segment_eval.SegmentEvalConfig(**settings))
+    return cli.one_line(error.value)
+
+
 def test_pattern_matching_nothing_names_the_flag(case, tmp_path):
-    result = run_script(
-        "segment_eval_inference.py",
-        f"--eval_data_pattern={tmp_path}/nothing*.tfrecord",
-        f"--submission_file={case['submission_file']}",
-        check=False,
+    line = in_process_error(
+        eval_data_pattern=f"{tmp_path}/nothing*.tfrecord", submission_file=case["submission_file"]
     )
-    line = one_error_line(result)
     assert "--eval_data_pattern" in line and "nothing*.tfrecord" in line
 
 
 def test_record_without_segment_lists_names_the_file_and_record(case, tmp_path):
     good = segment_record("good", [(0, 10, 1.0)])
     path = write_records(tmp_path / "video.tfrecord", [good, good, segment_record("x", [], False)])
-    result = run_script(
-        "segment_eval_inference.py",
-        f"--eval_data_pattern={path}",
-        f"--submission_file={case['submission_file']}",
-        check=False,
-    )
-    line = one_error_line(result)
+    line = in_process_error(eval_data_pattern=path, submission_file=case["submission_file"])
     assert f"{path}: record 2: no segment ratings" in line, line
     assert "segment_eval_inference.py reads the segment-rated" in line, line
 
 
-def test_submission_without_the_header_names_the_expected_header(case, tmp_path):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("10,v001:0 v002:5\n", "{path}: expected the header Class,Segments"),
+        ("Class,Segments\n10,v001:0\nten,v002:5\n", "{path}: line 3: 'ten' is not an integer"),
+    ],
+)
+def test_bad_submission_names_the_file_and_what_was_expected(case, tmp_path, text, message):
     path = tmp_path / "segments.csv"
-    path.write_text("10,v001:0 v002:5\n")
-    result = run_script(
-        "segment_eval_inference.py",
-        f"--eval_data_pattern={case['directory']}/validate*.tfrecord",
-        f"--submission_file={path}",
-        check=False,
+    path.write_text(text)
+    line = in_process_error(
+        eval_data_pattern=f"{case['directory']}/validate*.tfrecord", submission_file=str(path)
     )
-    line = one_error_line(result)
-    assert str(path) in line and "expected the header Class,Segments" in line, line
-
-
-def test_class_id_that_is_not_an_integer_names_the_file_and_line(case, tmp_path):
-    path = tmp_path / "segments.csv"
-    path.write_text("Class,Segments\n10,v001:0\nten,v002:5\n")
-    result = run_script(
-        "segment_eval_inference.py",
-        f"--eval_data_pattern={case['directory']}/validate*.tfrecord",
-        f"--submission_file={path}",
-        check=False,
-    )
-    line = one_error_line(result)
-    assert f"{path}: line 3: 'ten' is not an integer class id" in line, line
+    assert message.format(path=path) in line, line

@@ -54,13 +54,14 @@ def losses_logged(stderr: str) -> list[float]:
 
 
 @pytest.mark.parametrize(
-    "model,extra",
+    "model,steps,extra",
     [
-        ("LogisticModel", ()),
-        ("MoeModel", ("--moe_num_mixtures=2",)),
+        ("LogisticModel", 200, ()),
+        # 100 steps take it to a loss of 0.15 of the first steps' and a GAP of 0.14.
+        ("MoeModel", 100, ("--moe_num_mixtures=2",)),
     ],
 )
-def test_model_learns_loss_falls_and_validate_gap_rises(sample_data, tmp_path, model, extra):
+def test_model_learns_loss_falls_and_validate_gap_rises(sample_data, tmp_path, model, steps, extra):
     result = run_script(
         "train.py",
         *train_flags(
@@ -68,13 +69,13 @@ def test_model_learns_loss_falls_and_validate_gap_rises(sample_data, tmp_path, m
             tmp_path,
             f"--model={model}",
             "--batch_size=32",
-            "--max_steps=200",
+            f"--max_steps={steps}",
             "--num_epochs=100",
             *extra,
         ),
     )
     logged = losses_logged(result.stderr)
-    assert len(logged) == 200
+    assert len(logged) == steps
     assert np.mean(logged[-20:]) < 0.5 * np.mean(logged[:5])
     gap, random_gap = validate_gap(tmp_path, sample_data)
     assert random_gap < 0.01
