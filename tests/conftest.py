@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+import cli
 import models
 import trained_model
+from errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Quiet TensorFlow's C++ start-up logging in the scripts the tests run.
@@ -40,6 +42,17 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+def error_line(main, settings) -> str:
+    """Returns the 'ERROR: ...' line the command line prints for main(settings)'s error.
+
+    The same job in this process: it saves a TensorFlow start-up per error checked. Each
+    script keeps at least one such check run as a user runs it (one_error_line).
+    """
+    with pytest.raises(UserError) as error:
+        main(settings)
+    return f"ERROR: {cli.one_line(error.value)}"
 
 
 def summary_events(log_dir: str) -> event_accumulator.EventAccumulator:

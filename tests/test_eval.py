@@ -15,11 +15,13 @@ from conftest import (
     REPO,
     assert_top_k,
     checkpoint_predictions,
+    error_line,
     one_error_line,
     run_script,
     summary_events,
 )
 
+import eval as eval_script
 import eval_util
 import models
 import trained_model
@@ -195,15 +197,17 @@ def wait_for_eval_summary(train_dir, step, timeout=180):
     raise AssertionError(f"no evaluation of step {step} within {timeout} s")
 
 
-def test_missing_model_flags_json_is_the_original_message(sample_data, tmp_path):
-    result = run_script(
-        "eval.py",
-        f"--eval_data_pattern={sample_data}/video/validate*.tfrecord",
-        f"--train_dir={tmp_path}",
-        "--run_once",
-        check=False,
+def evaluate_in_process(train_dir, data_pattern) -> str:
+    """Returns the error line of eval.py's job run once in this process."""
+    config = eval_script.EvalConfig(
+        train_dir=str(train_dir), eval_data_pattern=data_pattern, run_once=True
     )
-    assert one_error_line(result) == (
+    return error_line(eval_script.evaluate, config)
+
+
+def test_missing_model_flags_json_is_the_original_message(sample_data, tmp_path):
+    line = evaluate_in_process(tmp_path, f"{sample_data}/video/validate*.tfrecord")
+    assert line == (
         f"ERROR: Cannot find file {tmp_path}/model_flags.json. "
         "Did you run train.py on the same --train_dir?"
     )
@@ -218,15 +222,9 @@ def test_empty_eval_pattern_is_the_original_message(tmp_path):
 
 def test_unmatched_eval_pattern_names_the_pattern(trained, tmp_path):
     train_dir, _ = trained
-    result = run_script(
-        "eval.py",
-        f"--eval_data_pattern={tmp_path}/none*",
-        f"--train_dir={train_dir}",
-        "--run_once",
-        check=False,
-    )
-    assert one_error_line(result).startswith("ERROR: Unable to find the evaluation files.")
-    assert f"{tmp_path}/none*" in one_error_line(result)
+    line = evaluate_in_process(train_dir, f"{tmp_path}/none*")
+    assert line.startswith("ERROR: Unable to find the evaluation files.")
+    assert f"{tmp_path}/none*" in line
 
 
 def test_frame_level_files_for_a_video_level_model_name_the_expected_format(trained, sample_data):

@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import assert_top_k, checkpoint_predictions, one_error_line, run_script
+from conftest import (
+    assert_top_k,
+    checkpoint_predictions,
+    error_line,
+    one_error_line,
+    run_script,
+)
+
+import inference
 
 VIDEO_FLAGS = ("--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
 
@@ -119,13 +127,20 @@ def test_ids_with_commas_quotes_and_newlines_are_quoted_and_read_back(
     assert all(len(pairs.split()) == 40 for pairs in table["LabelConfidencePairs"])
 
 
+def predict_in_process(train_dir, data_pattern, output_file, **settings) -> str:
+    """Returns the error line of inference.py's job run in this process."""
+    config = inference.InferenceConfig(
+        train_dir=str(train_dir),
+        input_data_pattern=data_pattern,
+        output_file=str(output_file),
+        **settings,
+    )
+    return error_line(inference.main, config)
+
+
 def test_missing_model_flags_tells_the_user_to_run_eval(sample_data, tmp_path):
-    result = predict(
-        tmp_path, f"{sample_data}/video/test*.tfrecord", tmp_path / "p.csv", check=False
-    )
-    assert one_error_line(result) == (
-        f"ERROR: Cannot find file {tmp_path}/model_flags.json. Did you run eval.py?"
-    )
+    line = predict_in_process(tmp_path, f"{sample_data}/video/test*.tfrecord", tmp_path / "p.csv")
+    assert line == (f"ERROR: Cannot find file {tmp_path}/model_flags.json. Did you run eval.py?")
 
 
 def test_missing_inference_model_tells_the_user_to_run_eval(sample_data, tmp_path):
@@ -133,22 +148,15 @@ def test_missing_inference_model_tells_the_user_to_run_eval(sample_data, tmp_pat
         '{"model": "LogisticModel", "feature_sizes": "1024,128", "feature_names": '
         '"mean_rgb,mean_audio", "frame_features": false, "label_loss": "CrossEntropyLoss"}'
     )
-    result = predict(
-        tmp_path, f"{sample_data}/video/test*.tfrecord", tmp_path / "p.csv", check=False
-    )
-    assert one_error_line(result) == (
-        f"ERROR: Cannot find {tmp_path}/inference_model. Did you run eval.py?"
-    )
+    line = predict_in_process(tmp_path, f"{sample_data}/video/test*.tfrecord", tmp_path / "p.csv")
+    assert line == (f"ERROR: Cannot find {tmp_path}/inference_model. Did you run eval.py?")
 
 
 def test_output_directory_that_does_not_exist_is_named(trained, sample_data, tmp_path):
-    result = predict(
-        trained,
-        f"{sample_data}/video/test*.tfrecord",
-        tmp_path / "no_such_dir" / "p.csv",
-        check=False,
+    line = predict_in_process(
+        trained, f"{sample_data}/video/test*.tfrecord", tmp_path / "no_such_dir" / "p.csv"
     )
-    assert f"directory '{tmp_path}/no_such_dir' does not exist" in one_error_line(result)
+    assert f"directory '{tmp_path}/no_such_dir' does not exist" in line
 
 
 def test_frame_level_files_for_a_video_level_model_name_the_expected_format(
@@ -164,17 +172,18 @@ def test_frame_level_files_for_a_video_level_model_name_the_expected_format(
 
 
 @pytest.mark.parametrize(
-    "extra,message",
+    "settings,message",
     [
-        (("--input_model_tgz=/tmp/x.tgz",), "You cannot supply --train_dir if supplying"),
-        (("--top_k=21",), "--top_k=21"),
+        ({"input_model_tgz": "/tmp/x.tgz"}, "You cannot supply --train_dir if supplying"),
+        ({"top_k": 21}, "--top_k=21"),
+        ({"segment_labels": True, "segment_max_pred": 0}, "--segment_max_pred=0"),
     ],
 )
-def test_contradictory_flags_are_one_line_errors(trained, sample_data, tmp_path, extra, message):
-    result = predict(
-        trained, f"{sample_data}/video/test*.tfrecord", tmp_path / "p.csv", *extra, check=False
+def test_contradictory_flags_are_one_line_errors(trained, sample_data, tmp_path, settings, message):
+    line = predict_in_process(
+        trained, f"{sample_data}/video/test*.tfrecord", tmp_path / "p.csv", **settings
     )
-    assert message in one_error_line(result)
+    assert message in line
 
 
 def test_missing_input_pattern_is_the_original_message(trained, tmp_path):
