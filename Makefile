@@ -12,6 +12,11 @@ SEGMENTS := demo_segments_output
 FRAMES := --frame_features --feature_names=rgb,audio --feature_sizes=1024,128 \
   --model=FrameLevelLogisticModel --batch_size=128
 
+SEGMENT_EVAL := set -o pipefail; $(PY) eval.py --segment_labels \
+  --eval_data_pattern='$(SEGMENTS)/data/segment/test*.tfrecord' \
+  --train_dir=$(SEGMENTS)/model --run_once 2>&1 \
+  | grep -E "epoch/eval number|ERROR" | sed -e 's/^.*\] //'
+
 .PHONY: demo demo-segments test test-fast lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -56,20 +61,14 @@ demo-segments: $(STAMP)
 	  $(FRAMES) --num_epochs=5 --train_dir=$(SEGMENTS)/model --start_new_model 2>&1 \
 	  | grep -E "Exited training loop|ERROR" | sed -e 's/^.*\] //'
 	@echo "Segment metrics on the test split before fine-tuning:"
-	set -o pipefail; $(PY) eval.py --segment_labels \
-	  --eval_data_pattern='$(SEGMENTS)/data/segment/test*.tfrecord' \
-	  --train_dir=$(SEGMENTS)/model --run_once 2>&1 \
-	  | grep -E "epoch/eval number|ERROR" | sed -e 's/^.*\] //'
+	$(SEGMENT_EVAL)
 	@echo "Fine-tuning on the rated segments of the validate split:"
 	set -o pipefail; $(PY) train.py --segment_labels \
 	  --train_data_pattern='$(SEGMENTS)/data/segment/validate*.tfrecord' \
 	  $(FRAMES) --num_epochs=20 --train_dir=$(SEGMENTS)/model 2>&1 \
 	  | grep -E "Exited training loop|ERROR" | sed -e 's/^.*\] //'
 	@echo "Segment metrics on the test split after fine-tuning:"
-	set -o pipefail; $(PY) eval.py --segment_labels \
-	  --eval_data_pattern='$(SEGMENTS)/data/segment/test*.tfrecord' \
-	  --train_dir=$(SEGMENTS)/model --run_once 2>&1 \
-	  | grep -E "epoch/eval number|ERROR" | sed -e 's/^.*\] //'
+	$(SEGMENT_EVAL)
 	@echo "The Kaggle 2019 submission for the test split, and its score:"
 	set -o pipefail; $(PY) inference.py --segment_labels --train_dir=$(SEGMENTS)/model \
 	  --input_data_pattern='$(SEGMENTS)/data/segment/test*.tfrecord' \

@@ -47,7 +47,7 @@ def records(pattern: str) -> list[tf.train.SequenceExample]:
 
 
 def independent_segment_rows(pattern: str, num_classes: int = 3862) -> dict:
-    """Parses the rated segments from the protobufs with NumPy, as SPEC'd for the reader.
+    """Parses the rated segments from the protobufs with NumPy, as the original's reader did.
 
     Returns the reader's fields plus each segment's start, for matching model outputs.
     """
@@ -100,6 +100,19 @@ def latest_step(train_dir: str) -> int:
     return int(tf.train.latest_checkpoint(train_dir).rsplit("-", 1)[1])
 
 
+def evaluate_segments(train_dir: str, data_pattern: str) -> None:
+    """Runs eval.py --segment_labels --run_once in this process."""
+    eval_script.evaluate(
+        eval_script.EvalConfig(
+            train_dir=train_dir,
+            eval_data_pattern=data_pattern,
+            batch_size=64,
+            run_once=True,
+            segment_labels=True,
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 def workflow(sample_data, tmp_path_factory) -> dict:
     """Runs the 2019 recipe with the scripts; returns paths, steps and outputs."""
@@ -114,15 +127,7 @@ def workflow(sample_data, tmp_path_factory) -> dict:
         "--num_epochs=3",
     )
     # Before fine-tuning, in this process (it saves a TensorFlow start-up).
-    eval_script.evaluate(
-        eval_script.EvalConfig(
-            train_dir=train_dir,
-            eval_data_pattern=validate,
-            batch_size=64,
-            run_once=True,
-            segment_labels=True,
-        )
-    )
+    evaluate_segments(train_dir, validate)
     video_level_step = latest_step(train_dir)
     finetune = run_script(
         "train.py",
@@ -130,7 +135,7 @@ def workflow(sample_data, tmp_path_factory) -> dict:
         f"--train_data_pattern={validate}",
         f"--train_dir={train_dir}",
         *FRAME_FLAGS,
-        "--num_epochs=8",
+        "--num_epochs=4",
     )
     eval_run = run_script(
         "eval.py",
@@ -354,15 +359,7 @@ def test_frame_level_models_train_evaluate_and_serve_5_frame_segments(
         max_steps=2,
     )
     assert train.train(config) == 2
-    eval_script.evaluate(
-        eval_script.EvalConfig(
-            train_dir=train_dir,
-            eval_data_pattern=segment_files,
-            batch_size=64,
-            run_once=True,
-            segment_labels=True,
-        )
-    )
+    evaluate_segments(train_dir, segment_files)
     serve = export_model.load(os.path.join(train_dir, "segment_inference_model"))
     serialized = [r.numpy() for r in tf.data.TFRecordDataset(segment_files).take(3)]
     outputs = serve(example_bytes=tf.constant(serialized), class_ids=tf.range(3862))
