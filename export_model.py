@@ -78,18 +78,17 @@ class InferenceModule(tf.Module):
         return models.forward(self.model, video_matrix, num_frames, training=False)["predictions"]
 
 
-class SegmentInferenceModule(tf.Module):
+class SegmentInferenceModule(InferenceModule):
     """A frame-level model that scores the 5-frame segments of whole videos, for serving.
 
     Faithful to the original's segment inference: a video of n frames gives the segments
     starting at 0, 5, 10, ... below n, each scored with num_frames = its real frames (the
-    last one may be shorter, its missing frames zero).
+    last one may be shorter, its missing frames zero). The model call (predictions) is
+    the per-video module's.
     """
 
     def __init__(self, model: models.BaseModel, reader: readers.YT8MFrameFeatureReader):
-        super().__init__()
-        self.model = model
-        self.reader = reader.per_video()
+        super().__init__(model, reader.per_video())
         self.segment_size = reader.segment_size
 
     @tf.function(
@@ -148,18 +147,13 @@ class SegmentInferenceModule(tf.Module):
             tf.boolean_mask(tf.reshape(real_frames, [-1]), is_segment),
         )
 
-    @tf.function(jit_compile=True)
-    def predictions(self, video_matrix, num_frames):
-        """Returns the model's predictions in inference mode; XLA-compiled (no strings)."""
-        return models.forward(self.model, video_matrix, num_frames, training=False)["predictions"]
-
 
 def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str) -> None:
     """Writes the SavedModel to output_dir, replacing any model there only once complete.
 
     A reader in segment mode gives the segment model, any other the per-video one.
     """
-    if getattr(reader, "segment_labels", False):
+    if reader.segment_labels:
         module = SegmentInferenceModule(model, reader)
     else:
         module = InferenceModule(model, reader)

@@ -77,8 +77,8 @@ def serialized_records(
 class BaseReader:
     """Shared pipeline: list files, read records, batch, parse, prefetch."""
 
-    # Whether a record can give other than one row (segment mode: one per rated segment).
-    rows_per_record_vary = False
+    # Segment mode: a record gives one row per rated segment (any number) instead of one.
+    segment_labels = False
 
     def __init__(self, num_classes: int, feature_sizes: list[int], feature_names: list[str]):
         if len(feature_names) != len(feature_sizes):
@@ -117,7 +117,7 @@ class BaseReader:
         batches = batches.map(
             self.parse_batch, num_parallel_calls=AUTOTUNE, deterministic=not training
         )
-        if self.rows_per_record_vary:
+        if self.segment_labels:
             # A record gives any number of rows (segments): cut the rows into full batches.
             batches = batches.rebatch(batch_size)
         return batches.prefetch(AUTOTUNE)
@@ -295,7 +295,6 @@ class YT8MFrameFeatureReader(BaseReader):
         super().__init__(num_classes, feature_sizes, feature_names)
         self.segment_labels = segment_labels
         self.segment_size = segment_size
-        self.rows_per_record_vary = segment_labels
         self.max_frames = max_frames
         self.id_feature = id_feature
         self.quantized_frames = quantized_frames
@@ -337,7 +336,7 @@ class YT8MFrameFeatureReader(BaseReader):
     def per_video(self) -> "YT8MFrameFeatureReader":
         """Returns this reader in video mode, frames left quantized (for the segment model)."""
         reader = copy.copy(self)
-        reader.segment_labels = reader.rows_per_record_vary = False
+        reader.segment_labels = False
         reader.quantized_frames = True
         return reader
 
