@@ -82,6 +82,9 @@ class RatingsReader(readers.YT8MFrameFeatureReader):
             num_classes=num_classes, feature_sizes=[], feature_names=[], max_frames=2**31 - 1
         )
 
+    # No frames to decode: batch the records, then parse each batch's contexts at once.
+    parsed_batches = readers.BaseReader.parsed_batches
+
     def parse_batch(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         """Parses the contexts of a batch of records with one parse call."""
         spec = {name: tf.io.VarLenFeature(dtype) for name, dtype in readers.SEGMENT_FIELDS}
