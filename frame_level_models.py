@@ -74,7 +74,7 @@ class FrameLevelLogisticModel(models.BaseModel):
         The sum runs over all max_frames rows; padding rows are zero, so it is the average
         of the real frames.
         """
-        num_frames = tf.cast(tf.expand_dims(num_frames, 1), tf.float32)
+        num_frames = tf.cast(tf.expand_dims(num_frames, 1), model_input.dtype)
         avg_pooled = tf.reduce_sum(model_input, axis=[1]) / num_frames
         return {"predictions": self.logistic(avg_pooled)}
 

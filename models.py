@@ -157,9 +157,17 @@ def untracked_weights(model: keras.Model) -> list[str]:
 
 
 def forward(model: BaseModel, video_matrix, num_frames, training: bool) -> dict[str, tf.Tensor]:
-    """Returns the model's outputs on a reader batch's features, dequantized and normalised."""
+    """Returns the model's outputs on a reader batch's features, dequantized and normalised.
+
+    Under a mixed-precision policy the layers compute in 16 bits; the outputs are cast
+    back to float32 here, so losses and metrics are computed in float32.
+    """
     model_input = features.dequantized_and_normalized(video_matrix, num_frames)
-    return model(model_input, num_frames=num_frames, training=training)
+    outputs = model(model_input, num_frames=num_frames, training=training)
+    return {
+        name: tf.cast(value, tf.float32) if value.dtype.is_floating else value
+        for name, value in outputs.items()
+    }
 
 
 def label_loss(

@@ -16,6 +16,7 @@ computing Hit@1/PERR/GAP every 10 steps, and checkpointing at the first of those
 every --export_model_steps steps, every 15 minutes, on SIGINT/SIGTERM and at the end.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,6 +24,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -88,6 +90,12 @@ class TrainConfig:
         1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
     )
     log_device_placement: bool = setting(False, "Log the device of every op.")
+    mixed_precision: str = setting(
+        "none",
+        "Keras mixed-precision policy of the model's layers: none (float32, as the "
+        "original), mixed_bfloat16, or mixed_float16 (with dynamic loss scaling). Weights, "
+        "losses, metrics and checkpoints stay float32.",
+    )
     # Not a flag of its own: the values of the model modules' hyperparameter flags.
     model_hyperparameters: dict = dataclasses.field(default_factory=models.default_hyperparameters)
 
@@ -151,7 +159,8 @@ def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
         logging.info("No GPUs found. Training on CPU.")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(gpus))])
-    return tf.distribute.get_strategy()
+    # One device, GPU or CPU: its distributed dataset prefetches batches onto the device.
+    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
 
 
 def cluster_resolver(task_type: str, task_index: int, cluster: dict):
@@ -238,21 +247,64 @@ def tf1_optimizers() -> dict:
 
 
 def create_optimizer(config: TrainConfig, global_batch_size: int):
-    """Returns the --optimizer with the staircase learning-rate schedule."""
+    """Returns the --optimizer with the staircase learning-rate schedule.
+
+    Under mixed_float16 it is wrapped in Keras' dynamic loss scaling; checkpoint_objects
+    saves the inner optimizer, so checkpoints look alike in every precision.
+    """
     schedule = StaircaseDecay(
         config.base_learning_rate,
         config.learning_rate_decay,
         config.learning_rate_decay_examples,
         global_batch_size,
     )
-    return errors.chosen(config.optimizer, tf1_optimizers(), "optimizer")(schedule)
+    optimizer = errors.chosen(config.optimizer, tf1_optimizers(), "optimizer")(schedule)
+    if config.mixed_precision == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
-def clipped_gradients(gradients: list, max_norm: float) -> list:
-    """Clips each gradient tensor to max_norm on its own (not a global-norm clip)."""
+MIXED_PRECISION_POLICIES = {
+    "none": "float32",
+    "mixed_bfloat16": "mixed_bfloat16",
+    "mixed_float16": "mixed_float16",
+}
+
+
+@contextlib.contextmanager
+def precision_policy(mixed_precision: str) -> Iterator[None]:
+    """Within `with`, layers built compute in the --mixed_precision policy's type.
+
+    Keras keeps the policy process-wide; the previous one comes back on exit.
+    """
+    policy = errors.chosen(mixed_precision, MIXED_PRECISION_POLICIES, "mixed_precision")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def checkpoint_objects(model, optimizer) -> dict:
+    """Returns what a checkpoint holds: the model and the optimizer (without loss scaling).
+
+    The loss scale of mixed_float16 is not saved: it restarts at its initial value on
+    resume and settles within a few steps, and checkpoints of every precision match.
+    """
+    return {"model": model, "optimizer": getattr(optimizer, "inner_optimizer", optimizer)}
+
+
+def clipped_gradients(gradients: list, max_norm: float, loss_scale=1.0) -> list:
+    """Clips each gradient tensor to max_norm on its own (not a global-norm clip).
+
+    Gradients of a loss multiplied by loss_scale are clipped to max_norm · loss_scale,
+    which is the same clip once they are divided by it.
+    """
     if max_norm <= 0:
         return gradients
-    return [None if grad is None else tf.clip_by_norm(grad, max_norm) for grad in gradients]
+    limit = max_norm * loss_scale
+    return [None if grad is None else tf.clip_by_norm(grad, limit) for grad in gradients]
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,11 +316,15 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
 
     Each replica's loss is the mean over its part of the batch; the replicas' gradients
     are summed (as the original summed its towers'), clipped per tensor, then applied.
-    With one replica the whole step is XLA-compiled.
+    With one replica the whole step is XLA-compiled. Under mixed_float16 the gradients
+    are those of the scaled loss until the optimizer unscales them, so the clipping norm
+    is scaled alike.
     """
     num_replicas = strategy.num_replicas_in_sync
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def replica_step(batch):
+        steps_before = tf.identity(optimizer.iterations) if loss_scaled else None
         with tf.GradientTape() as tape:
             outputs = models.forward(
                 model, batch["video_matrix"], batch["num_frames"], training=True
@@ -280,15 +336,20 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
             if "regularization_loss" in outputs:
                 reg_loss += outputs["regularization_loss"]
             final_loss = config.regularization_penalty * reg_loss + label_loss
-        gradients = tape.gradient(final_loss, model.trainable_variables)
+            loss_scale = optimizer.scale_loss(tf.constant(1.0))
+            scaled_loss = final_loss * loss_scale
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
         replica_context = tf.distribute.get_replica_context()
         if num_replicas > 1:
             gradients = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        gradients = clipped_gradients(gradients, config.clip_gradient_norm)
+        gradients = clipped_gradients(gradients, config.clip_gradient_norm, loss_scale)
         # The Keras optimizer sums gradients across replicas itself; they are summed and
         # clipped already, so hand each replica its share.
         gradients = [None if g is None else g / num_replicas for g in gradients]
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        if loss_scaled:
+            # A step skipped for non-finite gradients still counts, as every step did.
+            optimizer.iterations.assign(steps_before + 1)
         return {
             "label_loss": label_loss,
             "reg_loss": reg_loss,
@@ -300,9 +361,7 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
 
     @tf.function
     def distributed_step(batch):
-        # Only the numeric tensors: XLA compiles no string ops (video_ids).
-        numeric = {key: value for key, value in batch.items() if key != "video_ids"}
-        outputs = strategy.run(step, args=(numeric,))
+        outputs = strategy.run(step, args=(numeric_features(batch),))
         mean = tf.distribute.ReduceOp.MEAN
         return {
             "label_loss": strategy.reduce(mean, outputs["label_loss"], axis=None),
@@ -312,6 +371,11 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
         }
 
     return distributed_step
+
+
+def numeric_features(batch: dict) -> dict:
+    """Returns a batch without its video ids: what the device and the XLA step take."""
+    return {key: value for key, value in batch.items() if key != "video_ids"}
 
 
 def local_values(strategy, value) -> np.ndarray:
@@ -366,9 +430,13 @@ class Checkpointer:
         self.last_save_time = time.time()
         self.last_saved_step = global_step
 
+    def time_due(self) -> bool:
+        """True once 15 minutes have passed since the last save (single-worker only)."""
+        return self.time_based and time.time() - self.last_save_time >= CHECKPOINT_EVERY_SECONDS
+
     def due(self, global_step: int, export_model_steps: int) -> bool:
         """True at the first metrics step, every export_model_steps after, every 15 min."""
-        if self.time_based and time.time() - self.last_save_time >= CHECKPOINT_EVERY_SECONDS:
+        if self.time_due():
             return True
         if global_step % METRICS_EVERY_STEPS != 0:
             return False
@@ -448,7 +516,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
 
     # Every name (model, optimizer, loss) is checked before model_flags.json is written.
     global_batch_size = config.batch_size * strategy.num_replicas_in_sync
-    with strategy.scope():
+    with strategy.scope(), precision_policy(config.mixed_precision):
         model = models.create_built_model(config.model, reader, config.model_hyperparameters)
         optimizer = create_optimizer(config, global_batch_size)
         optimizer.build(model.trainable_variables)
@@ -462,7 +530,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             "segment_labels",
         )
     prepare_train_dir(config, chief)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    checkpoint = tf.train.Checkpoint(**checkpoint_objects(model, optimizer))
     restore_latest(checkpoint, config)
     checkpointer = Checkpointer(checkpoint, config.train_dir, chief, time_based=not multi_worker)
 
@@ -481,7 +549,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         return run_loop(
             config,
             strategy,
-            strategy.experimental_distribute_dataset(dataset),
+            strategy.experimental_distribute_dataset(dataset.map(numeric_features)),
             train_step,
             model,
             optimizer,
@@ -515,7 +583,12 @@ def training_files(config: TrainConfig, strategy: tf.distribute.Strategy) -> lis
 
 
 def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpointer, writer) -> int:
-    """Runs train steps over the dataset; returns the final global step."""
+    """Runs train steps over the dataset; returns the final global step.
+
+    The device runs one step ahead of the host (TrainingMetrics logs a step once the next
+    is dispatched), except at the metrics steps (every 10), where checkpoints are taken
+    and the loop may stop: those wait for their own step.
+    """
     global_step = int(optimizer.iterations.numpy())
     if config.max_steps is not None and global_step >= config.max_steps:
         logging.info("%s: Global step %d already reached max_steps.", task_name(), global_step)
@@ -525,21 +598,24 @@ def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpoint
     metrics = TrainingMetrics(config, strategy, model, optimizer, writer)
     with StopOnSignal() as stop:
         while True:
-            start = time.time()
-            try:
-                batch = next(iterator)
-            except StopIteration:
+            batch = next(iterator, None)
+            if batch is None:
+                metrics.flush()
                 logging.info("%s: Done training -- epoch limit reached.", task_name())
                 break
-            outputs = train_step(batch)
-            global_step = int(optimizer.iterations.numpy())
-            metrics.log(global_step, batch, outputs, time.time() - start)
+            global_step += 1
+            metrics.dispatched(global_step, batch, train_step(batch))
+            stopping = stop.signal_number is not None or (
+                config.max_steps is not None and global_step >= config.max_steps
+            )
+            if global_step % METRICS_EVERY_STEPS and not stopping and not checkpointer.time_due():
+                continue
+            metrics.flush()
             if checkpointer.due(global_step, config.export_model_steps):
                 checkpointer.save(global_step)
             if stop.signal_number is not None:
                 logging.info("%s: Received signal %d.", task_name(), stop.signal_number)
-                break
-            if config.max_steps is not None and global_step >= config.max_steps:
+            if stopping:
                 break
     checkpointer.save(global_step)
     logging.info("%s: Exited training loop.", task_name())
@@ -553,7 +629,11 @@ def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpoint
 
 
 class TrainingMetrics:
-    """Logs each step as the original did; every 10 steps (chief only) Hit@1, PERR, GAP."""
+    """Logs each step as the original did; every 10 steps (chief only) Hit@1, PERR, GAP.
+
+    A step is logged once the next one is dispatched (or on flush), so the device can run
+    a step ahead of the host reading the loss back.
+    """
 
     def __init__(self, config, strategy, model, optimizer, writer):
         self.config = config
@@ -562,6 +642,26 @@ class TrainingMetrics:
         self.optimizer = optimizer
         self.writer = writer
         self.last_histograms = 0.0
+        self.last_dispatch = time.time()
+        self.unlogged = None  # log()'s arguments for the step dispatched last.
+
+    def dispatched(self, global_step: int, batch, outputs) -> None:
+        """Logs the previous step, and keeps this one's outputs to log later.
+
+        A step's time runs from the previous step's dispatch to its own: the step itself
+        where dispatching waits for the device (CPU), the device's pace where the host
+        runs ahead. The first step's time includes compilation, as in the original.
+        """
+        now = time.time()
+        seconds, self.last_dispatch = now - self.last_dispatch, now
+        self.flush()
+        self.unlogged = (global_step, batch, outputs, seconds)
+
+    def flush(self) -> None:
+        """Logs the step dispatched last, waiting for its results, if not yet logged."""
+        if self.unlogged:
+            unlogged, self.unlogged = self.unlogged, None
+            self.log(*unlogged)
 
     def log(self, global_step: int, batch, outputs, seconds: float) -> None:
         """Logs one step; stops training (UserError) on a NaN or infinite loss."""
@@ -575,8 +675,7 @@ class TrainingMetrics:
                 "--clip_gradient_norm."
             )
         num_examples = sum(
-            int(tf.shape(part)[0])
-            for part in self.strategy.experimental_local_results(batch["labels"])
+            part.shape[0] for part in self.strategy.experimental_local_results(batch["labels"])
         )
         examples_per_second = num_examples / seconds
         # Faithful: the logged loss is the label loss, as the original's "loss" collection.

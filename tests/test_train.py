@@ -345,3 +345,48 @@ def test_unmatched_training_pattern_is_the_original_message(tmp_path):
     assert f"ERROR: Unable to find training files. data_pattern='{tmp_path}/none*'." in (
         result.stderr
     )
+
+
+def test_mixed_precision_trains_resumes_evaluates_and_predicts_like_float32(sample_data, tmp_path):
+    # mixed_bfloat16 for 60 steps, then resumed under mixed_float16 (checkpoints of every
+    # precision look alike), then eval.py and inference.py, which know nothing of it.
+    flags = train_flags(sample_data, tmp_path, "--batch_size=32", "--num_epochs=100")
+    run_script("train.py", *flags, "--max_steps=60", "--mixed_precision=mixed_bfloat16")
+    resumed = run_script("train.py", *flags, "--max_steps=80", "--mixed_precision=mixed_float16")
+    assert "Restoring from checkpoint" in resumed.stderr
+    # Steps that loss scaling skips still count: the global step is the steps run.
+    assert latest_step(tmp_path) == 80
+    assert len(losses_logged(resumed.stderr)) == 20
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path)))
+    dtypes = reader.get_variable_to_dtype_map()
+    model_weights = [name for name in dtypes if name.startswith("model/")]
+    assert model_weights and {dtypes[name] for name in model_weights} == {tf.float32}
+    gap, random_gap = validate_gap(tmp_path, sample_data)
+    assert gap > 0.05 and gap > 10 * random_gap, (gap, random_gap)
+    evaluated = run_script(
+        "eval.py",
+        f"--eval_data_pattern={sample_data}/video/validate*.tfrecord",
+        f"--train_dir={tmp_path}",
+        "--run_once",
+    )
+    logged_gap = float(evaluated.stderr.split("| GAP: ")[-1].split()[0])
+    assert logged_gap == pytest.approx(gap, abs=6e-4)  # eval.py logs 3 decimals.
+    run_script(
+        "inference.py",
+        f"--train_dir={tmp_path}",
+        f"--input_data_pattern={sample_data}/video/test*.tfrecord",
+        f"--output_file={tmp_path}/predictions.csv",
+    )
+    with open(f"{tmp_path}/predictions.csv") as file:
+        assert file.readline() == "VideoId,LabelConfidencePairs\n"
+        assert len(file.readlines()) > 0
+
+
+def test_unknown_mixed_precision_policy_is_one_line(sample_data, tmp_path):
+    config = train.TrainConfig(
+        train_dir=str(tmp_path),
+        train_data_pattern=f"{sample_data}/video/train*.tfrecord",
+        mixed_precision="float16",
+    )
+    line = error_line(train.train, config)
+    assert "mixed_precision" in line and "mixed_bfloat16" in line, line
