@@ -3,7 +3,11 @@ r"""Benchmarks: throughput figures measured as ratios within one run.
 Run from the repository root:
 
   python -m benchmarks.bench readers   # both readers vs a one-record-at-a-time pipeline
-  python -m benchmarks.bench train     # train-step examples/s, reader-fed vs in-memory
+                                       # and vs the limits of reading and of parsing
+  python -m benchmarks.bench train     # train-step examples/s, reader-fed vs in-memory,
+                                       # and the loop's steps/s on a tiny model
+  python -m benchmarks.bench mixed     # throughput and validate GAP, float32 vs bfloat16
+  python -m benchmarks.bench gpu       # train/eval/inference on the accelerator present
   python -m benchmarks.bench metrics   # EvaluationMetrics vs the original's algorithm
   python -m benchmarks.bench eval      # eval.py's examples/s against the original's
   python -m benchmarks.bench inference # inference.py end to end vs one record at a time
@@ -118,7 +122,7 @@ def median_rates(jobs: dict[str, Callable[[], int]]) -> dict[str, float]:
 
 def videos_in_one_pass(dataset: tf.data.Dataset) -> Callable[[], int]:
     """Returns a job that reads the dataset once and returns the number of videos."""
-    return lambda: sum(int(tf.shape(batch["video_ids"])[0]) for batch in dataset)
+    return lambda: sum(int(tf.shape(tf.nest.flatten(batch)[0])[0]) for batch in dataset)
 
 
 def naive_video_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.Dataset:
@@ -184,13 +188,56 @@ def naive_frame_dataset(reader, data_pattern: str, batch_size: int) -> tf.data.D
     return one_record_at_a_time(data_pattern, parse_one, batch_size)
 
 
+def report_rates(label: str, data_pattern: str, pipelines: dict[str, tf.data.Dataset]) -> dict:
+    """Times the pipelines over the same files; prints videos/s and MB/s; returns the rates."""
+    megabytes_per_video = pattern_bytes(data_pattern) / 1e6 / num_records(data_pattern)
+    rates = median_rates({name: videos_in_one_pass(dataset) for name, dataset in pipelines.items()})
+    for name, rate in rates.items():
+        print(f"{label} {name:>10}: {rate:10,.0f} videos/s {rate * megabytes_per_video:8,.1f} MB/s")
+    return rates
+
+
 def report_pair(label: str, data_pattern: str, fast: tf.data.Dataset, naive: tf.data.Dataset):
     """Times both pipelines over the same files and prints videos/s, MB/s and the ratio."""
-    megabytes_per_video = pattern_bytes(data_pattern) / 1e6 / num_records(data_pattern)
-    rates = median_rates({"reader": videos_in_one_pass(fast), "naive": videos_in_one_pass(naive)})
-    for name, rate in rates.items():
-        print(f"{label} {name:>6}: {rate:10,.0f} videos/s {rate * megabytes_per_video:8,.1f} MB/s")
+    rates = report_rates(label, data_pattern, {"reader": fast, "naive": naive})
     print(f"{label}  ratio: {rates['reader'] / rates['naive']:.2f}x the naive pipeline")
+
+
+def record_batches(data_pattern: str, batch_size: int) -> tf.data.Dataset:
+    """Reading alone: the files' records in batches, nothing parsed."""
+    records = tf.data.TFRecordDataset(readers.list_files(data_pattern), buffer_size=8 << 20)
+    return records.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def parsed_from_memory(reader, data_pattern: str, batch_size: int) -> tf.data.Dataset:
+    """Parsing alone: the reader's parse of records already in memory, nothing read."""
+    records = tf.data.TFRecordDataset(readers.list_files(data_pattern))
+    in_memory = tf.data.Dataset.from_tensor_slices(list(records.as_numpy_iterator()))
+    batches = reader.parsed_batches(in_memory, batch_size, deterministic=False)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(readers.pipeline_options())
+
+
+def report_frame_stages(data_pattern: str, batch_size: int) -> None:
+    """The frame reader as train.py uses it, against naive parsing and the stage limits."""
+    uint8_reader = readers.YT8MFrameFeatureReader(quantized_frames=True)
+    float_reader = readers.YT8MFrameFeatureReader()
+    label = f"frame-level batch {batch_size}"
+    rates = report_rates(
+        label,
+        data_pattern,
+        {
+            "read only": record_batches(data_pattern, batch_size),
+            "parse only": parsed_from_memory(uint8_reader, data_pattern, batch_size),
+            "train.py": uint8_reader.get_dataset(data_pattern, batch_size, training=True),
+            "float": float_reader.get_dataset(data_pattern, batch_size),
+            "naive": naive_frame_dataset(float_reader, data_pattern, batch_size),
+        },
+    )
+    print(
+        f"{label}: as train.py reads (uint8, training) {rates['train.py'] / rates['naive']:.2f}x "
+        f"the naive float pipeline and {rates['train.py'] / rates['parse only']:.0%} of the "
+        f"parse-only limit; float output {rates['float'] / rates['naive']:.2f}x naive"
+    )
 
 
 def num_records(data_pattern: str) -> int:
@@ -212,21 +259,7 @@ def bench_readers() -> None:
     frame_pattern = os.path.join(
         sample_data_dir("frame", num_videos=2000), "frame", "train*.tfrecord"
     )
-    frame_reader = readers.YT8MFrameFeatureReader()
-    report_pair(
-        "frame-level batch 64",
-        frame_pattern,
-        frame_reader.get_dataset(frame_pattern, 64),
-        naive_frame_dataset(frame_reader, frame_pattern, 64),
-    )
-    # As train.py and eval.py read frames: uint8, dequantized inside the model step.
-    quantized_reader = readers.YT8MFrameFeatureReader(quantized_frames=True)
-    report_pair(
-        "frame-level batch 64, uint8 frames",
-        frame_pattern,
-        quantized_reader.get_dataset(frame_pattern, 64),
-        naive_frame_dataset(frame_reader, frame_pattern, 64),
-    )
+    report_frame_stages(frame_pattern, 64)
 
 
 def train_step_rates(
@@ -289,6 +322,40 @@ def bench_train() -> None:
             f"in-memory {rates['in-memory']:8,.0f} ex/s, "
             f"ratio {rates['reader-fed'] / rates['in-memory']:.2f}"
         )
+    steps_per_second = loop_steps_per_second(data_pattern)
+    print(f"train.py loop, LogisticModel on mean_audio, batch 32: {steps_per_second:6,.0f} steps/s")
+
+
+def train_seconds(config: train.TrainConfig) -> float:
+    """Returns the seconds train.train takes for the config, in a new train_dir."""
+    train_dir = tempfile.mkdtemp(prefix="loop_", dir=scratch_dir())
+    start = time.perf_counter()
+    train.train(dataclasses.replace(config, train_dir=train_dir))
+    return time.perf_counter() - start
+
+
+def loop_steps_per_second(data_pattern: str, num_steps: int = 400) -> float:
+    """Returns steps/s of train.py's whole loop on a model so small that host work dominates.
+
+    Logging, the metrics every 10 steps and the input pipeline included; the fixed costs
+    (model building, compilation, the final checkpoint) cancel out between a 50-step run
+    and a 50 + num_steps one. Median over --repeats pairs.
+    """
+    config = train.TrainConfig(
+        train_data_pattern=data_pattern,
+        model="LogisticModel",
+        feature_names="mean_audio",
+        feature_sizes="128",
+        batch_size=32,
+        num_epochs=1000,
+        export_model_steps=10**9,
+    )
+    rates = []
+    for _ in range(FLAGS.repeats):
+        short = train_seconds(dataclasses.replace(config, max_steps=50))
+        long = train_seconds(dataclasses.replace(config, max_steps=50 + num_steps))
+        rates.append(num_steps / (long - short))
+    return statistics.median(rates)
 
 
 FEATURES = {"video": ("mean_rgb,mean_audio", "1024,128"), "frame": ("rgb,audio", "1024,128")}
@@ -439,6 +506,156 @@ def bench_frame() -> None:
         )
 
 
+@functools.cache
+def validated_data_dir(data_format: str) -> str:
+    """Returns sample data with train and validate splits (--data_dir if given)."""
+    if FLAGS.data_dir:
+        return FLAGS.data_dir
+    output_dir = tempfile.mkdtemp(prefix=f"{data_format}_validated_", dir=scratch_dir())
+    num_train, num_validate = (10000, 2000) if data_format == "video" else (2000, 500)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "make_sample_data.py"),
+            f"--output_dir={output_dir}",
+            f"--num_train_videos={num_train}",
+            f"--num_validate_videos={num_validate}",
+            "--num_test_videos=0",
+            "--mean_frames=150",
+            f"--formats={data_format}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return output_dir
+
+
+# (data format, model, batch size, training steps) of the mixed-precision comparison.
+MIXED_PRECISION_RUNS = [
+    ("video", "LogisticModel", 1024, 60),
+    ("video", "MoeModel", 1024, 60),
+    ("frame", "DbofModel", 128, 60),
+]
+
+
+def bench_mixed() -> None:
+    """Train examples/s and validate GAP at equal steps, float32 against mixed_bfloat16."""
+    for data_format, model_name, batch_size, num_steps in MIXED_PRECISION_RUNS:
+        data_dir = validated_data_dir(data_format)
+        feature_names, feature_sizes = FEATURES[data_format]
+        results = {}
+        for policy in ("none", "mixed_bfloat16"):
+            config = train.TrainConfig(
+                train_data_pattern=os.path.join(data_dir, data_format, "train*.tfrecord"),
+                model=model_name,
+                feature_names=feature_names,
+                feature_sizes=feature_sizes,
+                frame_features=data_format == "frame",
+                batch_size=batch_size,
+                max_steps=num_steps,
+                num_epochs=1000,
+                mixed_precision=policy,
+            )
+            train_dir = tempfile.mkdtemp(prefix="mixed_", dir=scratch_dir())
+            train.train(dataclasses.replace(config, train_dir=train_dir))
+            validate = os.path.join(data_dir, data_format, "validate*.tfrecord")
+            evaluator = eval_module.Evaluator(train_dir, validate, batch_size, 20, 8)
+            evaluator.checkpoint.restore(tf.train.latest_checkpoint(train_dir))
+            gap = evaluator.evaluate(num_steps)["gap"]
+            results[policy] = (in_memory_train_rate(config, num_steps=8), gap)
+        (rate32, gap32), (rate16, gap16) = results["none"], results["mixed_bfloat16"]
+        print(
+            f"mixed precision {model_name:13s} batch {batch_size}, {num_steps} steps: float32 "
+            f"{rate32:8,.0f} ex/s GAP {gap32:.4f}; mixed_bfloat16 {rate16:8,.0f} ex/s GAP "
+            f"{gap16:.4f}; speed {rate16 / rate32:.2f}x, GAP difference {gap16 - gap32:+.4f}"
+        )
+
+
+def in_memory_train_rate(config: train.TrainConfig, num_steps: int) -> float:
+    """Returns examples/s of the config's train step on one batch held in memory."""
+    reader = readers.create_reader(
+        config.frame_features, config.feature_names, config.feature_sizes, quantized_frames=True
+    )
+    batch = next(iter(reader.get_dataset(config.train_data_pattern, config.batch_size)))
+    with train.precision_policy(config.mixed_precision):
+        rates = train_step_rates(config, reader, {"in-memory": itertools.repeat(batch)}, num_steps)
+    return rates["in-memory"]
+
+
+# Published figures of the original on 2017-18 hardware (its README and the YouTube-8M
+# papers): evaluation examples/s per format, inference videos/s.
+ORIGINAL_PUBLISHED = {"eval video": 2709, "eval frame": 835, "inference": 550}
+GPU_RUNS = [  # (data format, model, the original's training batch size)
+    ("video", "LogisticModel", 1024),
+    ("video", "MoeModel", 1024),
+    ("frame", "FrameLevelLogisticModel", 128),
+    ("frame", "DbofModel", 128),
+]
+
+
+def bench_gpu() -> None:
+    """Train, eval and inference throughput on the accelerator present (or the CPU).
+
+    Never run by the tests: the figures for a GPU machine's closing note. Each model at
+    the original's batch sizes (train as above, eval 1024, inference 512), with and without
+    mixed precision (bfloat16, and float16 with loss scaling where a GPU is present).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    device = ", ".join(gpu.name for gpu in gpus) or "CPU only"
+    print(f"gpu benchmark on: {device}")
+    policies = ["none", "mixed_bfloat16"] + (["mixed_float16"] if gpus else [])
+    for data_format, model_name, batch_size in GPU_RUNS:
+        feature_names, feature_sizes = FEATURES[data_format]
+        for policy in policies:
+            config = train.TrainConfig(
+                train_data_pattern=data_pattern_of(data_format),
+                model=model_name,
+                feature_names=feature_names,
+                feature_sizes=feature_sizes,
+                frame_features=data_format == "frame",
+                batch_size=batch_size,
+                mixed_precision=policy,
+                model_hyperparameters={
+                    **models.default_hyperparameters(),
+                    "moe_num_mixtures": 2,
+                },
+            )
+            rate = in_memory_train_rate(config, num_steps=20)
+            print(f"gpu train {model_name:23s} batch {batch_size} {policy:14s}: {rate:9,.0f} ex/s")
+        eval_rate, inference_rate = serving_rates(data_format, model_name)
+        print(
+            f"gpu eval {model_name:23s} batch 1024: {eval_rate:9,.0f} ex/s (original "
+            f"{ORIGINAL_PUBLISHED['eval ' + data_format]:,}); inference batch 512: "
+            f"{inference_rate:9,.0f} videos/s (original ~{ORIGINAL_PUBLISHED['inference']:,})"
+        )
+
+
+def serving_rates(data_format: str, model_name: str) -> tuple[float, float]:
+    """Returns eval.py's examples/s (batch 1024) and inference.py's videos/s (batch 512)."""
+    data_pattern = data_pattern_of(data_format)
+    train_dir, reader, model = untrained_train_dir(model_name, data_format)
+    evaluator = eval_module.Evaluator(train_dir, data_pattern, 1024, 20, 8)
+    evaluator.checkpoint.restore(tf.train.latest_checkpoint(train_dir))
+    export_model.export(model, reader, trained_model.inference_model_path(train_dir))
+    serve = export_model.load(trained_model.inference_model_path(train_dir))
+    output_file = os.path.join(train_dir, "predictions.csv")
+    rates = median_rates(
+        {
+            "eval": functools.partial(evaluated_videos, evaluator, data_pattern),
+            "inference": functools.partial(
+                inference.write_predictions, serve, reader, data_pattern, output_file, 512, 20
+            ),
+        }
+    )
+    return rates["eval"], rates["inference"]
+
+
+def evaluated_videos(evaluator, data_pattern: str) -> int:
+    """Evaluates once; returns the number of videos evaluated."""
+    evaluator.evaluate(1)
+    return num_records(data_pattern)
+
+
 BENCHMARKS = {
     "readers": bench_readers,
     "train": bench_train,
@@ -446,6 +663,8 @@ BENCHMARKS = {
     "eval": bench_eval,
     "inference": bench_inference,
     "frame": bench_frame,
+    "mixed": bench_mixed,
+    "gpu": bench_gpu,
 }
 
 
