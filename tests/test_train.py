@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,6 +22,7 @@ from conftest import (
 )
 
 import eval_util
+import losses
 import models
 import readers
 import train
@@ -390,3 +392,26 @@ def test_unknown_mixed_precision_policy_is_one_line(sample_data, tmp_path):
     )
     line = error_line(train.train, config)
     assert "mixed_precision" in line and "mixed_bfloat16" in line, line
+
+
+def test_batches_prefetched_to_a_device_train_as_the_host_batches(sample_data):
+    # The one-GPU input path (train.prefetched_to), with the CPU standing in for the GPU.
+    reader = readers.create_reader(False, "mean_rgb,mean_audio", "1024,128")
+    dataset = reader.get_dataset(f"{sample_data}/video/train*.tfrecord", 16)
+    dataset = dataset.map(train.numeric_features).take(3)
+    results = []
+    for batches in (dataset, train.prefetched_to(dataset, "/cpu:0")):
+        keras.utils.set_random_seed(0)
+        config = train.TrainConfig(batch_size=16)
+        model = models.create_built_model("LogisticModel", reader, config.model_hyperparameters)
+        optimizer = train.create_optimizer(config, 16)
+        optimizer.build(model.trainable_variables)
+        step = train.make_train_step(
+            model, optimizer, losses.CrossEntropyLoss(), config, tf.distribute.get_strategy()
+        )
+        logged = [float(step(batch)["label_loss"]) for batch in batches]
+        results.append((logged, [weight.numpy() for weight in model.trainable_variables]))
+    (host_losses, host_weights), (device_losses, device_weights) = results
+    assert len(host_losses) == 3 and host_losses == device_losses
+    for host, device in zip(host_weights, device_weights):
+        np.testing.assert_array_equal(host, device)
