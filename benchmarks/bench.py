@@ -542,19 +542,16 @@ def bench_mixed() -> None:
     """Train examples/s and validate GAP at equal steps, float32 against mixed_bfloat16."""
     for data_format, model_name, batch_size, num_steps in MIXED_PRECISION_RUNS:
         data_dir = validated_data_dir(data_format)
-        feature_names, feature_sizes = FEATURES[data_format]
         results = {}
         for policy in ("none", "mixed_bfloat16"):
-            config = train.TrainConfig(
-                train_data_pattern=os.path.join(data_dir, data_format, "train*.tfrecord"),
-                model=model_name,
-                feature_names=feature_names,
-                feature_sizes=feature_sizes,
-                frame_features=data_format == "frame",
-                batch_size=batch_size,
+            config = train_config(
+                os.path.join(data_dir, data_format, "train*.tfrecord"),
+                data_format,
+                model_name,
+                batch_size,
+                policy,
                 max_steps=num_steps,
                 num_epochs=1000,
-                mixed_precision=policy,
             )
             train_dir = tempfile.mkdtemp(prefix="mixed_", dir=scratch_dir())
             train.train(dataclasses.replace(config, train_dir=train_dir))
@@ -569,6 +566,23 @@ def bench_mixed() -> None:
             f"{rate32:8,.0f} ex/s GAP {gap32:.4f}; mixed_bfloat16 {rate16:8,.0f} ex/s GAP "
             f"{gap16:.4f}; speed {rate16 / rate32:.2f}x, GAP difference {gap16 - gap32:+.4f}"
         )
+
+
+def train_config(
+    data_pattern: str, data_format: str, model_name: str, batch_size: int, policy: str, **more
+) -> train.TrainConfig:
+    """Returns the training settings of a model on sample data of a format, in a precision."""
+    feature_names, feature_sizes = FEATURES[data_format]
+    return train.TrainConfig(
+        train_data_pattern=data_pattern,
+        model=model_name,
+        feature_names=feature_names,
+        feature_sizes=feature_sizes,
+        frame_features=data_format == "frame",
+        batch_size=batch_size,
+        mixed_precision=policy,
+        **more,
+    )
 
 
 def in_memory_train_rate(config: train.TrainConfig, num_steps: int) -> float:
@@ -605,20 +619,9 @@ def bench_gpu() -> None:
     print(f"gpu benchmark on: {device}")
     policies = ["none", "mixed_bfloat16"] + (["mixed_float16"] if gpus else [])
     for data_format, model_name, batch_size in GPU_RUNS:
-        feature_names, feature_sizes = FEATURES[data_format]
         for policy in policies:
-            config = train.TrainConfig(
-                train_data_pattern=data_pattern_of(data_format),
-                model=model_name,
-                feature_names=feature_names,
-                feature_sizes=feature_sizes,
-                frame_features=data_format == "frame",
-                batch_size=batch_size,
-                mixed_precision=policy,
-                model_hyperparameters={
-                    **models.default_hyperparameters(),
-                    "moe_num_mixtures": 2,
-                },
+            config = train_config(
+                data_pattern_of(data_format), data_format, model_name, batch_size, policy
             )
             rate = in_memory_train_rate(config, num_steps=20)
             print(f"gpu train {model_name:23s} batch {batch_size} {policy:14s}: {rate:9,.0f} ex/s")
