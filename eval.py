@@ -27,6 +27,7 @@ import eval_util
 import export_model
 import losses
 import models
+import readers
 import summaries
 import trained_model
 from settings import setting
@@ -139,7 +140,7 @@ class Evaluator:
         ):
             pending = None
             for batch in dataset:
-                numeric = {key: value for key, value in batch.items() if key != "video_ids"}
+                numeric = readers.numeric_features(batch)
                 predictions, labels, loss = self.predict(**numeric)
                 if pending is not None:
                     batch_log.add(*pending.result())

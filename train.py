@@ -360,7 +360,7 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
 
     @tf.function
     def distributed_step(batch):
-        outputs = strategy.run(step, args=(numeric_features(batch),))
+        outputs = strategy.run(step, args=(readers.numeric_features(batch),))
         mean = tf.distribute.ReduceOp.MEAN
         return {
             "label_loss": strategy.reduce(mean, outputs["label_loss"], axis=None),
@@ -379,7 +379,7 @@ def training_batches(dataset: tf.data.Dataset, strategy) -> tf.data.Dataset:
     GPU: prefetched onto it while the step runs. The CPU: as they are (a prefetch to the
     CPU device measured 115 -> 71 steps/s of a tiny model's loop).
     """
-    dataset = dataset.map(numeric_features)
+    dataset = dataset.map(readers.numeric_features)
     if strategy is not tf.distribute.get_strategy():  # Outside a scope: the default one.
         return strategy.experimental_distribute_dataset(dataset)
     if tf.config.list_logical_devices("GPU"):
@@ -390,11 +390,6 @@ def training_batches(dataset: tf.data.Dataset, strategy) -> tf.data.Dataset:
 def prefetched_to(dataset: tf.data.Dataset, device: str) -> tf.data.Dataset:
     """Returns the dataset with its next batches copied onto the device ahead of use."""
     return dataset.apply(tf.data.experimental.prefetch_to_device(device))
-
-
-def numeric_features(batch: dict) -> dict:
-    """Returns a batch without its video ids: what the device and the XLA step take."""
-    return {key: value for key, value in batch.items() if key != "video_ids"}
 
 
 def local_values(strategy, value) -> np.ndarray:

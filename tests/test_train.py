@@ -398,7 +398,7 @@ def test_batches_prefetched_to_a_device_train_as_the_host_batches(sample_data):
     # The one-GPU input path (train.prefetched_to), with the CPU standing in for the GPU.
     reader = readers.create_reader(False, "mean_rgb,mean_audio", "1024,128")
     dataset = reader.get_dataset(f"{sample_data}/video/train*.tfrecord", 16)
-    dataset = dataset.map(train.numeric_features).take(3)
+    dataset = dataset.map(readers.numeric_features).take(3)
     results = []
     for batches in (dataset, train.prefetched_to(dataset, "/cpu:0")):
         keras.utils.set_random_seed(0)
