@@ -44,12 +44,50 @@ class Hyperparameters:
     )
     lstm_cells: int = setting(1024, "Number of LSTM cells.")
     lstm_layers: int = setting(2, "Number of LSTM layers.")
-
-
-# The settings of slim.batch_norm, which the original used. Synchronized: with several
-# replicas, batch statistics (and so the moving averages) cover the global batch, so every
-# replica holds the same moving statistics (the original's towers updated shared ones).
-BATCH_NORM = dict(momentum=0.999, epsilon=1e-3, center=True, scale=True, synchronized=True)
+    # The 2017 winners' (WILLOW) models.
+    netvlad_cluster_size: int = setting(64, "Number of units in the NetVLAD cluster layer.")
+    netvlad_hidden_size: int = setting(1024, "Number of units in the NetVLAD hidden layer.")
+    netvlad_relu: bool = setting(
+        True, "Batch norm and ReLU6 after the NetVLAD hidden layer (else a linear layer)."
+    )
+    lightvlad: bool = setting(False, "NetRVLAD: NetVLAD without cluster centers.")
+    gating: bool = setting(False, "Context Gating after the NetVLAD / NetFV hidden layer.")
+    fv_cluster_size: int = setting(64, "Number of units in the NetFV cluster layer.")
+    fv_hidden_size: int = setting(2048, "Number of units in the NetFV hidden layer.")
+    fv_relu: bool = setting(
+        True, "Batch norm and ReLU6 after the NetFV hidden layer (else a linear layer)."
+    )
+    fv_couple_weights: bool = setting(
+        True, "NetFV centers are fv_coupling_factor times the cluster weights."
+    )
+    fv_coupling_factor: float = setting(0.01, "Coupling factor of the NetFV centers.")
+    dbof_relu: bool = setting(
+        True,
+        "Batch norm and ReLU6 after the SoftDbofModelLF / GatedDbofModelLF hidden layer "
+        "(else a linear layer).",
+    )
+    softdbof_maxpool: bool = setting(False, "Soft-DBoW also max-pools the assignments.")
+    fc_dimred: bool = setting(
+        True, "SoftDbofModelLF / GatedDbofModelLF: a hidden layer after the pooling."
+    )
+    gru_cells: int = setting(1024, "Number of GRU cells.")
+    gru_layers: int = setting(2, "Number of GRU layers.")
+    gru_backward: bool = setting(False, "The GRU reads each video's frames backwards.")
+    gru_random_sequence: bool = setting(
+        False, "The GRU reads `iterations` frames sampled at random instead of every frame."
+    )
+    # The 2018 winners' (NeXtVLAD) models.
+    nextvlad_cluster_size: int = setting(64, "Number of NeXtVLAD clusters (audio: half).")
+    nextvlad_hidden_size: int = setting(1024, "Number of units in the NeXtVLAD hidden layer.")
+    groups: int = setting(8, "Number of NeXtVLAD groups (audio: half).")
+    expansion: int = setting(2, "NeXtVLAD expansion factor λ of each frame's features.")
+    gating_reduction: int = setting(8, "Reduction factor of NeXtVLAD's SE context gate.")
+    drop_rate: float = setting(0.5, "Dropout rate of the pooled NeXtVLAD features.")
+    mix_number: int = setting(3, "Number of NeXtVLAD branches of MixNeXtVladModel.")
+    cl_temperature: float = setting(
+        2.0, "Temperature of MixNeXtVladModel's distillation softmaxes."
+    )
+    cl_lambda: float = setting(1.0, "Weight of MixNeXtVladModel's distillation loss.")
 
 
 def video_level_classifier(name: str, vocab_size: int, hyperparameters: dict) -> models.BaseModel:
@@ -120,9 +158,9 @@ class DbofModel(models.BaseModel):
         self.pooling_method = dbof_pooling_method
         self.activation = tf.nn.sigmoid if dbof_activation == "sigmoid" else tf.nn.relu6
         if dbof_add_batch_norm:
-            self.input_bn = keras.layers.BatchNormalization(name="input_bn", **BATCH_NORM)
-            self.cluster_bn = keras.layers.BatchNormalization(name="cluster_bn", **BATCH_NORM)
-            self.hidden1_bn = keras.layers.BatchNormalization(name="hidden1_bn", **BATCH_NORM)
+            self.input_bn = model_util.batch_norm("input_bn")
+            self.cluster_bn = model_util.batch_norm("cluster_bn")
+            self.hidden1_bn = model_util.batch_norm("hidden1_bn")
         self.classifier = video_level_classifier(
             video_level_classifier_model, vocab_size, hyperparameters
         )
@@ -155,11 +193,9 @@ class DbofModel(models.BaseModel):
 
     def create_model(self, model_input, vocab_size, num_frames, is_training=True, **unused_params):
         """Returns the classifier's output on the pooled, hidden-layer features."""
-        num_frames = tf.reshape(tf.cast(num_frames, tf.float32), [-1, 1])
-        if self.sample_random_frames:
-            model_input = model_util.SampleRandomFrames(model_input, num_frames, self.iterations)
-        else:
-            model_input = model_util.SampleRandomSequence(model_input, num_frames, self.iterations)
+        model_input = model_util.sampled_frames(
+            model_input, num_frames, self.iterations, self.sample_random_frames
+        )
         feature_size = model_input.shape[2]
         reshaped_input = tf.reshape(model_input, [-1, feature_size])
         if self.add_batch_norm:
@@ -178,7 +214,7 @@ class DbofModel(models.BaseModel):
         else:
             activation += self.hidden1_biases
         activation = self.activation(activation)
-        return self.classifier.create_model(activation, vocab_size)
+        return self.classifier.create_model(activation, vocab_size, is_training=is_training)
 
 
 class LstmModel(models.BaseModel):
@@ -214,7 +250,7 @@ class LstmModel(models.BaseModel):
             video_level_classifier_model, vocab_size, hyperparameters
         )
 
-    def create_model(self, model_input, vocab_size, num_frames, **unused_params):
+    def create_model(self, model_input, vocab_size, num_frames, is_training=True, **unused_params):
         """Returns the classifier's output on the top LSTM's final output.
 
         A mask built from num_frames makes each LSTM carry its state through the padding,
@@ -226,7 +262,440 @@ class LstmModel(models.BaseModel):
         outputs = model_input
         for layer in range(self.lstm_layers):
             outputs = getattr(self, f"lstm_{layer}")(outputs, mask=mask)
-        return self.classifier.create_model(outputs, vocab_size)
+        return self.classifier.create_model(outputs, vocab_size, is_training=is_training)
 
 
-MODELS = {cls.__name__: cls for cls in (FrameLevelLogisticModel, DbofModel, LstmModel)}
+# ---------------------------------------------------------------------------------------
+# The challenge winners' models.
+
+RGB_FEATURES = 1024  # The winners' models pool rgb (the first 1024 features) and audio apart.
+
+
+def rgb_and_audio(frames) -> tuple[tf.Tensor, tf.Tensor]:
+    """Returns frames [..., 1152] cut into rgb [..., :1024] and audio [..., 1024:]."""
+    return frames[..., :RGB_FEATURES], frames[..., RGB_FEATURES:]
+
+
+def check_rgb_and_audio(model: models.BaseModel, input_shape) -> None:
+    """Raises a UserError unless the frames hold rgb (1024 features) and audio after it."""
+    if input_shape[-1] <= RGB_FEATURES:
+        raise errors.UserError(
+            f"{{model}}={type(model).__name__} pools rgb (the first 1024 features) and "
+            f"audio (the rest) apart; it needs {{feature_names}}=rgb,audio "
+            f"{{feature_sizes}}=1024,128, not {input_shape[-1]} features in all.",
+            "model",
+            "feature_names",
+            "feature_sizes",
+        )
+
+
+class LateFusionModel(models.BaseModel):
+    """The 2017 winners' (WILLOW) skeleton, "LF" for late fusion of rgb and audio.
+
+    Sampled frames → input batch norm → rgb and audio pooled apart, concatenated → hidden
+    layer → optional Context Gating → video-level classifier (MoeModel, with
+    --moe_prob_gating the gated MoE). The hidden layer is batch norm and ReLU6 with
+    `relu`, else linear with a bias (the published configurations: the gate supplies the
+    non-linearity). Frames are sampled in training and at evaluation alike (faithful, as
+    DbofModel; eval.py seeds the sampling). Batch norm is always on: the published code's
+    other branch was broken and never ran.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        video_pooling: keras.layers.Layer,
+        audio_pooling: keras.layers.Layer,
+        hidden_size: int | None,
+        relu: bool,
+        gating: bool,
+        iterations: int,
+        sample_random_frames: bool,
+        video_level_classifier_model: str,
+        hyperparameters: dict,
+    ):
+        """Creates the layers around the two pooling layers; hidden_size None: no hidden."""
+        super().__init__(vocab_size)
+        self.iterations = iterations
+        self.sample_random_frames = sample_random_frames
+        self.input_bn = model_util.batch_norm("input_bn")
+        self.video_pooling = video_pooling
+        self.audio_pooling = audio_pooling
+        self.hidden = None
+        if hidden_size:
+            # Published: N(0, 1/√clusters), not 1/√fan_in; the bias N(0, 0.01).
+            self.hidden = keras.layers.Dense(
+                hidden_size,
+                use_bias=not relu,
+                kernel_initializer=model_util.normal(1 / math.sqrt(video_pooling.cluster_size)),
+                bias_initializer=model_util.normal(0.01),
+                name="hidden1",
+            )
+        self.hidden_bn = model_util.batch_norm("hidden1_bn") if hidden_size and relu else None
+        self.gating = model_util.ContextGating(name="gating") if gating else None
+        self.classifier = video_level_classifier(
+            video_level_classifier_model, vocab_size, hyperparameters
+        )
+
+    def build(self, input_shape):
+        """Checks that the frames hold rgb and audio."""
+        check_rgb_and_audio(self, input_shape)
+
+    def create_model(self, model_input, vocab_size, num_frames, is_training=True, **unused_params):
+        """Returns the classifier's output on the pooled, hidden-layer features."""
+        frames = model_util.sampled_frames(
+            model_input, num_frames, self.iterations, self.sample_random_frames
+        )
+        rgb, audio = rgb_and_audio(self.input_bn(frames, training=is_training))
+        activation = tf.concat(
+            [
+                self.video_pooling(rgb, training=is_training),
+                self.audio_pooling(audio, training=is_training),
+            ],
+            1,
+        )
+        if self.hidden is not None:
+            activation = self.hidden(activation)
+        if self.hidden_bn is not None:
+            activation = tf.nn.relu6(self.hidden_bn(activation, training=is_training))
+        if self.gating is not None:
+            activation = self.gating(activation, training=is_training)
+        return self.classifier.create_model(activation, vocab_size, is_training=is_training)
+
+
+class NetVLADModelLF(LateFusionModel):
+    """NetVLAD pooling (NetRVLAD with --lightvlad); audio with half the clusters.
+
+    The 2017 winners' best single model, "Gated NetVLAD": --netvlad_cluster_size=256
+    --netvlad_hidden_size=1024 --iterations=300 --netvlad_relu=False --gating
+    --moe_prob_gating --moe_l2=1e-6 (batch 80, Adam 2e-4, decay 0.8).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        netvlad_cluster_size: int = Hyperparameters.netvlad_cluster_size,
+        netvlad_hidden_size: int = Hyperparameters.netvlad_hidden_size,
+        netvlad_relu: bool = Hyperparameters.netvlad_relu,
+        lightvlad: bool = Hyperparameters.lightvlad,
+        gating: bool = Hyperparameters.gating,
+        iterations: int = Hyperparameters.iterations,
+        sample_random_frames: bool = Hyperparameters.sample_random_frames,
+        video_level_classifier_model: str = Hyperparameters.video_level_classifier_model,
+        **hyperparameters,
+    ):
+        """Creates the NetVLAD layers and the rest of the late-fusion model."""
+        clusters = netvlad_cluster_size
+        super().__init__(
+            vocab_size,
+            video_pooling=model_util.NetVLAD(clusters, not lightvlad, name="video_vlad"),
+            audio_pooling=model_util.NetVLAD(clusters // 2, not lightvlad, name="audio_vlad"),
+            hidden_size=netvlad_hidden_size,
+            relu=netvlad_relu,
+            gating=gating,
+            iterations=iterations,
+            sample_random_frames=sample_random_frames,
+            video_level_classifier_model=video_level_classifier_model,
+            hyperparameters=hyperparameters,
+        )
+
+
+class NetFVModelLF(LateFusionModel):
+    """NetFV pooling (learned Fisher vectors); audio with half the clusters.
+
+    Published "Gated NetFV": --fv_cluster_size=128 --fv_hidden_size=1024
+    --fv_couple_weights=False --fv_relu=False --gating --moe_prob_gating --moe_l2=1e-6
+    --iterations=300.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        fv_cluster_size: int = Hyperparameters.fv_cluster_size,
+        fv_hidden_size: int = Hyperparameters.fv_hidden_size,
+        fv_relu: bool = Hyperparameters.fv_relu,
+        fv_couple_weights: bool = Hyperparameters.fv_couple_weights,
+        fv_coupling_factor: float = Hyperparameters.fv_coupling_factor,
+        gating: bool = Hyperparameters.gating,
+        iterations: int = Hyperparameters.iterations,
+        sample_random_frames: bool = Hyperparameters.sample_random_frames,
+        video_level_classifier_model: str = Hyperparameters.video_level_classifier_model,
+        **hyperparameters,
+    ):
+        """Creates the NetFV layers and the rest of the late-fusion model."""
+        coupling = dict(couple_weights=fv_couple_weights, coupling_factor=fv_coupling_factor)
+        super().__init__(
+            vocab_size,
+            video_pooling=model_util.NetFV(fv_cluster_size, **coupling, name="video_fv"),
+            audio_pooling=model_util.NetFV(fv_cluster_size // 2, **coupling, name="audio_fv"),
+            hidden_size=fv_hidden_size,
+            relu=fv_relu,
+            gating=gating,
+            iterations=iterations,
+            sample_random_frames=sample_random_frames,
+            video_level_classifier_model=video_level_classifier_model,
+            hyperparameters=hyperparameters,
+        )
+
+
+class SoftDbofModelLF(LateFusionModel):
+    """Soft bag-of-words pooling; audio with an eighth of the clusters.
+
+    Published: --dbof_cluster_size=8000 --dbof_hidden_size=1024 --dbof_relu=False
+    --iterations=300 (moe_l2 left at 1e-8).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dbof_cluster_size: int = Hyperparameters.dbof_cluster_size,
+        dbof_hidden_size: int = Hyperparameters.dbof_hidden_size,
+        dbof_relu: bool = Hyperparameters.dbof_relu,
+        softdbof_maxpool: bool = Hyperparameters.softdbof_maxpool,
+        fc_dimred: bool = Hyperparameters.fc_dimred,
+        iterations: int = Hyperparameters.iterations,
+        sample_random_frames: bool = Hyperparameters.sample_random_frames,
+        video_level_classifier_model: str = Hyperparameters.video_level_classifier_model,
+        **hyperparameters,
+    ):
+        """Creates the soft bag-of-words layers and the rest of the late-fusion model."""
+        clusters, max_pool = dbof_cluster_size, softdbof_maxpool
+        super().__init__(
+            vocab_size,
+            video_pooling=self.video_pooling_layer(clusters, max_pool),
+            audio_pooling=model_util.SoftDbow(clusters // 8, max_pool, name="audio_dbow"),
+            hidden_size=dbof_hidden_size if fc_dimred else None,
+            relu=dbof_relu,
+            gating=False,
+            iterations=iterations,
+            sample_random_frames=sample_random_frames,
+            video_level_classifier_model=video_level_classifier_model,
+            hyperparameters=hyperparameters,
+        )
+
+    @staticmethod
+    def video_pooling_layer(clusters: int, max_pool: bool) -> keras.layers.Layer:
+        """Returns the rgb pooling layer: a soft bag of words."""
+        return model_util.SoftDbow(clusters, max_pool, name="video_dbow")
+
+
+class GatedDbofModelLF(SoftDbofModelLF):
+    """SoftDbofModelLF whose rgb bag of words is gated from its maximum (GatedDbow).
+
+    Published "Gated Soft-DBoW": --dbof_cluster_size=4096 --dbof_hidden_size=1024
+    --dbof_relu=False --iterations=300 --moe_l2=1e-6 (the published commands disagree
+    on --moe_prob_gating: training without it, inference with it).
+    """
+
+    @staticmethod
+    def video_pooling_layer(clusters: int, max_pool: bool) -> keras.layers.Layer:
+        """Returns the rgb pooling layer: a gated bag of words (max_pool is not used)."""
+        return model_util.GatedDbow(clusters, name="video_dbow")
+
+
+class GruModel(models.BaseModel):
+    """Stacked GRUs; every layer's final state, concatenated, goes to the classifier.
+
+    The final state is each video's own last real frame's (masked steps carry it).
+    Published: --gru_cells=1200 --gru_layers=2 --moe_l2=1e-6, batch 128.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        gru_cells: int = Hyperparameters.gru_cells,
+        gru_layers: int = Hyperparameters.gru_layers,
+        gru_backward: bool = Hyperparameters.gru_backward,
+        gru_random_sequence: bool = Hyperparameters.gru_random_sequence,
+        iterations: int = Hyperparameters.iterations,
+        video_level_classifier_model: str = Hyperparameters.video_level_classifier_model,
+        **hyperparameters,
+    ):
+        """Creates the GRU layers (TF1 GRUCell's gate order: reset before the product)."""
+        super().__init__(vocab_size)
+        self.gru_layers = gru_layers
+        self.backward = gru_backward
+        self.random_sequence = gru_random_sequence
+        self.iterations = iterations
+        # No cuDNN kernel: the steps are XLA-compiled (see LstmModel). One attribute each.
+        for layer in range(gru_layers):
+            setattr(
+                self,
+                f"gru_{layer}",
+                keras.layers.GRU(
+                    gru_cells,
+                    return_sequences=True,
+                    return_state=True,
+                    reset_after=False,
+                    use_cudnn=False,
+                ),
+            )
+        self.classifier = video_level_classifier(
+            video_level_classifier_model, vocab_size, hyperparameters
+        )
+
+    def create_model(self, model_input, vocab_size, num_frames, is_training=True, **unused_params):
+        """Returns the classifier's output on the GRUs' final states."""
+        num_frames = tf.cast(num_frames, tf.int32)
+        if self.random_sequence:
+            model_input = model_util.sampled_frames(model_input, num_frames, self.iterations, True)
+            num_frames = tf.fill(tf.shape(num_frames), self.iterations)
+        if self.backward:
+            model_input = tf.reverse_sequence(model_input, num_frames, seq_axis=1, batch_axis=0)
+        mask = tf.sequence_mask(num_frames, tf.shape(model_input)[1])
+        outputs, states = model_input, []
+        for layer in range(self.gru_layers):
+            outputs, state = getattr(self, f"gru_{layer}")(outputs, mask=mask)
+            states.append(state)
+        return self.classifier.create_model(
+            tf.concat(states, 1), vocab_size, is_training=is_training
+        )
+
+
+class NeXtVLADModel(models.BaseModel):
+    """NeXtVLAD pooling (the 2018 winners' single model): no sampling, padding masked.
+
+    rgb NeXtVLAD(K, G, λ) and audio NeXtVLAD(K/2, G/2, λ) → dropout → hidden layer (no
+    bias, batch norm, no activation) → SE context gate → logistic classifier (He-normal,
+    L2 --l2_penalty on weights and biases). Published (one branch of the final mixture,
+    78.6M parameters): --nextvlad_cluster_size=112 --groups=8 --expansion=2
+    --nextvlad_hidden_size=2048 --gating_reduction=16 --drop_rate=0.5 --l2_penalty=1e-5,
+    batch 160, Adam 2e-4, decay 0.8 every 2M examples.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        nextvlad_cluster_size: int = Hyperparameters.nextvlad_cluster_size,
+        nextvlad_hidden_size: int = Hyperparameters.nextvlad_hidden_size,
+        groups: int = Hyperparameters.groups,
+        expansion: int = Hyperparameters.expansion,
+        gating_reduction: int = Hyperparameters.gating_reduction,
+        drop_rate: float = Hyperparameters.drop_rate,
+        l2_penalty: float = video_level_models.Hyperparameters.l2_penalty,
+        **unused_hyperparameters,
+    ):
+        """Creates the layers."""
+        super().__init__(vocab_size)
+        clusters = nextvlad_cluster_size
+        self.video_vlad = model_util.NeXtVLAD(clusters, groups, expansion, name="video_vlad")
+        self.audio_vlad = model_util.NeXtVLAD(
+            clusters // 2, groups // 2, expansion, name="audio_vlad"
+        )
+        self.dropout = keras.layers.Dropout(drop_rate)
+        self.hidden = keras.layers.Dense(
+            nextvlad_hidden_size, use_bias=False, kernel_initializer="he_normal", name="hidden1"
+        )
+        self.hidden_bn = model_util.batch_norm("hidden1_bn")
+        self.gating = model_util.SEContextGating(gating_reduction, name="gating")
+        self.logistic = keras.layers.Dense(
+            vocab_size,
+            kernel_initializer="he_normal",
+            kernel_regularizer=models.slim_l2(l2_penalty),
+            bias_regularizer=models.slim_l2(l2_penalty),
+            name="logistic",
+        )
+
+    def build(self, input_shape):
+        """Checks that the frames hold rgb and audio."""
+        check_rgb_and_audio(self, input_shape)
+
+    def logits(self, model_input, num_frames, is_training: bool) -> tf.Tensor:
+        """Returns the classifier's logits, float32 [batch, vocab_size]."""
+        rgb, audio = rgb_and_audio(model_input)
+        pooled = tf.concat(
+            [
+                self.video_vlad(rgb, num_frames, training=is_training),
+                self.audio_vlad(audio, num_frames, training=is_training),
+            ],
+            1,
+        )
+        hidden = self.hidden(self.dropout(pooled, training=is_training))
+        hidden = self.hidden_bn(hidden, training=is_training)
+        return tf.cast(self.logistic(self.gating(hidden, training=is_training)), tf.float32)
+
+    def create_model(self, model_input, vocab_size, num_frames, is_training=True, **unused_params):
+        """Returns {"predictions": σ(logits), "logits": logits}."""
+        logits = self.logits(model_input, num_frames, is_training)
+        return {"predictions": tf.sigmoid(logits), "logits": logits}
+
+
+def distillation_loss(mixture_logits, branch_logits, temperature: float) -> tf.Tensor:
+    """Returns mean over videos of Σ_m KL(q ‖ q_m): on-the-fly knowledge distillation.
+
+    q = softmax(z / T) over the classes of the mixture's logits z [batch, classes], q_m
+    the same of branch m's logits [batch, branches, classes]. The mixture (the teacher)
+    is not held constant: gradients reach it too, as published.
+    """
+    teacher = tf.nn.log_softmax(mixture_logits / temperature)[:, None, :]
+    students = tf.nn.log_softmax(branch_logits / temperature)
+    divergences = tf.reduce_sum(tf.exp(teacher) * (teacher - students), axis=2)
+    return tf.reduce_mean(tf.reduce_sum(divergences, axis=1))
+
+
+class MixNeXtVladModel(models.BaseModel):
+    """A mixture of NeXtVLADModel branches, trained with on-the-fly distillation.
+
+    The mixture weights are softmax(W · BN(mean of the frames) + b) per video; the
+    mixture's logits are the weighted sum of the branches'. In training each branch's
+    predictions are also trained on the labels ("aux_predictions") and drawn towards
+    the mixture's (cl_lambda times distillation_loss at cl_temperature, as the
+    "regularization_loss"). Faithful: the frame mean counts the padding frames too.
+    Published (the 2018 winners' final model, 235.9M parameters): --mix_number=3
+    --cl_temperature=3 --cl_lambda=9 and each branch as NeXtVLADModel's.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        mix_number: int = Hyperparameters.mix_number,
+        cl_temperature: float = Hyperparameters.cl_temperature,
+        cl_lambda: float = Hyperparameters.cl_lambda,
+        **hyperparameters,
+    ):
+        """Creates the branches and the mixture gate."""
+        super().__init__(vocab_size)
+        self.mix_number = mix_number
+        self.cl_temperature = cl_temperature
+        self.cl_lambda = cl_lambda
+        for branch in range(mix_number):
+            setattr(self, f"branch_{branch}", NeXtVLADModel(vocab_size, **hyperparameters))
+        self.mix_bn = model_util.batch_norm("mix_bn")
+        self.mix_gate = keras.layers.Dense(mix_number, name="mix_gate")
+
+    def create_model(self, model_input, vocab_size, num_frames, is_training=True, **unused_params):
+        """Returns predictions and logits; in training also aux_predictions and the loss."""
+        frame_mean = self.mix_bn(tf.reduce_mean(model_input, 1), training=is_training)
+        mixture = tf.nn.softmax(tf.cast(self.mix_gate(frame_mean), tf.float32))
+        branch_logits = tf.stack(
+            [
+                getattr(self, f"branch_{branch}").logits(model_input, num_frames, is_training)
+                for branch in range(self.mix_number)
+            ],
+            1,
+        )
+        logits = tf.reduce_sum(mixture[:, :, None] * branch_logits, 1)
+        outputs = {"predictions": tf.sigmoid(logits), "logits": logits}
+        if is_training:
+            outputs["aux_predictions"] = tf.sigmoid(tf.transpose(branch_logits, [1, 0, 2]))
+            outputs["regularization_loss"] = self.cl_lambda * distillation_loss(
+                logits, branch_logits, self.cl_temperature
+            )
+        return outputs
+
+
+MODELS = {
+    cls.__name__: cls
+    for cls in (
+        FrameLevelLogisticModel,
+        DbofModel,
+        LstmModel,
+        NetVLADModelLF,
+        NetFVModelLF,
+        SoftDbofModelLF,
+        GatedDbofModelLF,
+        GruModel,
+        NeXtVLADModel,
+        MixNeXtVladModel,
+    )
+}

@@ -49,7 +49,9 @@ class BaseModel(keras.Model):
 
         Returns:
           A dict with "predictions" (probabilities), and optionally "loss" (replaces the
-          label loss) and "regularization_loss" (added to the layer regularizers).
+          label loss), "aux_predictions" ([heads, batch, vocab_size] probabilities of
+          further heads, each trained on the labels too) and "regularization_loss" (added
+          to the layer regularizers).
         """
         raise NotImplementedError()
 
@@ -175,10 +177,14 @@ def label_loss(
 ) -> tf.Tensor:
     """Returns the model's own "loss" if it gives one, else the loss function's.
 
-    label_weights (segment mode: 1 at the rated pairs) weights each term of the loss.
+    The loss function's is summed over the predictions and each of the aux_predictions
+    (as the 2018 winners' train.py did). label_weights (segment mode: 1 at the rated
+    pairs) weights each term of the loss.
     """
     if "loss" in outputs:
         return outputs["loss"]
-    if label_weights is None:
-        return loss_function.calculate_loss(outputs["predictions"], labels)
-    return loss_function.calculate_loss(outputs["predictions"], labels, label_weights=label_weights)
+    weights = {} if label_weights is None else {"label_weights": label_weights}
+    heads = [outputs["predictions"]]
+    if "aux_predictions" in outputs:
+        heads += tf.unstack(outputs["aux_predictions"])
+    return tf.add_n([loss_function.calculate_loss(head, labels, **weights) for head in heads])

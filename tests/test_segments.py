@@ -337,12 +337,18 @@ def test_segment_eval_metrics_equal_brute_force_on_the_segment_saved_model(workf
     [
         ("DbofModel", {"dbof_cluster_size": 16, "dbof_hidden_size": 8}),
         ("LstmModel", {"lstm_cells": 4, "lstm_layers": 1}),
+        ("GruModel", {"gru_cells": 4, "gru_layers": 1}),
+        ("NetVLADModelLF", {"netvlad_cluster_size": 4, "netvlad_hidden_size": 8, "gating": True}),
+        (
+            "MixNeXtVladModel",
+            {"nextvlad_cluster_size": 4, "nextvlad_hidden_size": 8, "mix_number": 2},
+        ),
     ],
 )
 def test_frame_level_models_train_evaluate_and_serve_5_frame_segments(
     sample_data, tmp_path, name, hyperparameters
 ):
-    # FrameLevelLogisticModel goes through the whole workflow above; these two as well,
+    # FrameLevelLogisticModel goes through the whole workflow above; these as well,
     # on two steps, from the segment training through the segment model.
     train_dir = str(tmp_path)
     segment_files = f"{sample_data}/segment/validate0000.tfrecord"

@@ -75,7 +75,7 @@ def test_new_models_start_with_glorot_weights_and_zero_biases():
 
 
 def test_regularization_loss_is_half_lambda_sum_of_squared_kernels():
-    model = video_level_models.MoeModel(vocab_size=3, moe_num_mixtures=2, l2_penalty=0.5)
+    model = video_level_models.MoeModel(vocab_size=3, moe_num_mixtures=2, moe_l2=0.5)
     model(np.ones((1, 4), np.float32))
     kernels = [model.gates.kernel.numpy(), model.experts.kernel.numpy()]
     expected = 0.5 * 0.5 * sum((k.astype(np.float64) ** 2).sum() for k in kernels)
@@ -185,6 +185,16 @@ SMALL_HYPERPARAMETERS = {
     "dbof_hidden_size": 8,
     "iterations": 4,
     "moe_num_mixtures": 2,
+    "netvlad_cluster_size": 4,
+    "netvlad_hidden_size": 8,
+    "fv_cluster_size": 4,
+    "fv_hidden_size": 8,
+    "fv_couple_weights": False,
+    "gating": True,
+    "gru_cells": 8,
+    "nextvlad_cluster_size": 4,
+    "nextvlad_hidden_size": 16,
+    "mix_number": 2,
 }
 
 
