@@ -6,7 +6,9 @@ r"""Evaluates the checkpoints of a training directory: Hit@1, PERR, mAP, GAP.
 The model, features and loss come from <train_dir>/model_flags.json, written by train.py.
 Without --run_once, eval.py watches train_dir and evaluates each new checkpoint once.
 For every checkpoint it evaluates it also writes <train_dir>/inference_model, the
-SavedModel that inference.py uses, and summaries to <train_dir>/eval.
+SavedModel that inference.py uses, and summaries to <train_dir>/eval. A checkpoint
+holding weight averages (train.py --ema_decay) is evaluated and exported with the
+averages in place of the trainable weights.
 
 With --segment_labels it evaluates the rated segments of the 2019 segment-rated files
 (each prediction and label masked to the rated classes), writes the summaries under

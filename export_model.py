@@ -8,7 +8,8 @@ tf.train.Example (video level) or tf.train.SequenceExample (frame level) records
 `tf.saved_model.load` alone, with no code from this repository.
 
 eval.py writes one to `<train_dir>/inference_model` for each checkpoint it evaluates.
-To export without evaluating:
+A checkpoint holding weight averages (train.py --ema_decay) is exported with the averages
+in place of the trainable weights. To export without evaluating:
 
   python export_model.py --train_dir=/tmp/yt8m_model --output_dir=/tmp/yt8m_export
 

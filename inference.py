@@ -4,7 +4,8 @@ r"""Writes Kaggle-style predictions (top 20 classes per video) from the inferenc
       --input_data_pattern='/tmp/yt8m_sample/video/test*.tfrecord' \
       --output_file=/tmp/predictions.csv
 
-Runs <train_dir>/inference_model, the SavedModel that eval.py writes, over serialized
+Runs <train_dir>/inference_model, the SavedModel that eval.py writes (with the weight
+averages of train.py --ema_decay where the checkpoint holds them), over serialized
 records in whole batches; no model code is needed. The CSV has the header
 `VideoId,LabelConfidencePairs` and one row per input video, in input order:
 `<id>,<class> <score> <class> <score> ...`, classes by descending score. The file is

@@ -11,14 +11,16 @@ the rated (segment, class) pairs only: run on a video-level --train_dir, it fine
 
 The loop, top to bottom: pick a distribution strategy (CPU, one GPU, several GPUs or
 several workers), prepare train_dir (model_flags.json), build reader, model and optimizer,
-restore the latest checkpoint, then run the train step over the data, logging every step,
-computing Hit@1/PERR/GAP every 10 steps, and checkpointing at the first of those steps,
-every --export_model_steps steps, every 15 minutes, on SIGINT/SIGTERM and at the end.
+restore the latest checkpoint (and start the weight averages of --ema_decay), then run
+the train step over the data, logging every step, computing Hit@1/PERR/GAP every 10
+steps, and checkpointing at the first of those steps, every --export_model_steps steps,
+every 15 minutes, on SIGINT/SIGTERM and at the end.
 """
 
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import tempfile
@@ -63,6 +65,9 @@ class TrainConfig:
     id_feature: str = setting("id")
     segment_labels: bool = setting(False)
     model: str = setting("LogisticModel", "Model class name, from the model modules.")
+    print_model_summary: bool = setting(
+        False, "Print the model's layers and parameter counts, then exit without training."
+    )
     start_new_model: bool = setting(
         False, "Delete train_dir and start over instead of resuming from it."
     )
@@ -95,6 +100,12 @@ class TrainConfig:
         "Keras mixed-precision policy of the model's layers: none (float32, as the "
         "original), mixed_bfloat16, or mixed_float16 (with dynamic loss scaling). Weights, "
         "losses, metrics and checkpoints stay float32.",
+    )
+    ema_decay: float = setting(
+        0.0,
+        "Keep an exponential moving average of the trainable weights, updated after each "
+        "step with this decay (e.g. 0.9999), in the checkpoints; eval.py, export_model.py "
+        "and inference.py then use the averages. 0 disables.",
     )
     # Not a flag of its own: the values of the model modules' hyperparameter flags.
     model_hyperparameters: dict = dataclasses.field(default_factory=models.default_hyperparameters)
@@ -285,13 +296,18 @@ def precision_policy(mixed_precision: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def checkpoint_objects(model, optimizer) -> dict:
-    """Returns what a checkpoint holds: the model and the optimizer (without loss scaling).
+def checkpoint_objects(model, optimizer, weight_average=None) -> dict:
+    """Returns what a checkpoint holds: model, optimizer (without loss scaling), averages.
+
+    The weight averages of --ema_decay are saved under "ema" where there are some.
 
     The loss scale of mixed_float16 is not saved: it restarts at its initial value on
     resume and settles within a few steps, and checkpoints of every precision match.
     """
-    return {"model": model, "optimizer": getattr(optimizer, "inner_optimizer", optimizer)}
+    objects = {"model": model, "optimizer": getattr(optimizer, "inner_optimizer", optimizer)}
+    if weight_average is not None:
+        objects[trained_model.WEIGHT_AVERAGE_KEY] = weight_average
+    return objects
 
 
 def clipped_gradients(gradients: list, max_norm: float, loss_scale=1.0) -> list:
@@ -310,14 +326,18 @@ def clipped_gradients(gradients: list, max_norm: float, loss_scale=1.0) -> list:
 # The train step.
 
 
-def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strategy):
+def make_train_step(
+    model, optimizer, label_loss_fn, config: TrainConfig, strategy, weight_average=None
+):
     """Returns a tf.function running one synchronous step on every replica.
 
     Each replica's loss is the mean over its part of the batch; the replicas' gradients
     are summed (as the original summed its towers'), clipped per tensor, then applied.
     With one replica the whole step is XLA-compiled. Under mixed_float16 the gradients
     are those of the scaled loss until the optimizer unscales them, so the clipping norm
-    is scaled alike.
+    is scaled alike. With a weight_average, its averages move towards the new weights
+    (config.ema_decay) after each step, also after a step that loss scaling skipped (the
+    weights are unchanged then, as for TF1's average after a zero update).
     """
     num_replicas = strategy.num_replicas_in_sync
     loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -349,6 +369,8 @@ def make_train_step(model, optimizer, label_loss_fn, config: TrainConfig, strate
         if loss_scaled:
             # A step skipped for non-finite gradients still counts, as every step did.
             optimizer.iterations.assign(steps_before + 1)
+        if weight_average is not None:
+            weight_average.update(model.trainable_variables, config.ema_decay)
         return {
             "label_loss": label_loss,
             "reg_loss": reg_loss,
@@ -462,17 +484,71 @@ class Checkpointer:
         return False
 
 
-def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> None:
-    """Restores weights, optimizer state and global step from train_dir's latest checkpoint."""
+def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> str | None:
+    """Restores weights, optimizer state and global step from train_dir's latest checkpoint.
+
+    Returns:
+      The checkpoint restored, or None for a new model.
+    """
     if config.start_new_model:
         logging.info("%s: Flag 'start_new_model' is set. Building a new model.", task_name())
-        return
+        return None
     latest = tf.train.latest_checkpoint(config.train_dir)
     if not latest:
         logging.info("%s: No checkpoint file found. Building a new model.", task_name())
-        return
+        return None
+    if not any(name.startswith("optimizer/") for name, _ in tf.train.list_variables(latest)):
+        raise UserError(
+            f"{latest} holds model weights only (as average_checkpoints.py writes them): "
+            "evaluate, export or predict with it, and resume training from the {train_dir} "
+            "it was averaged from.",
+            "train_dir",
+        )
     logging.info("%s: Restoring from checkpoint %s", task_name(), latest)
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    # Partial: weight averages, if any, are restored on their own (start_weight_average).
+    checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
+    return latest
+
+
+def check_ema_decay(ema_decay: float) -> None:
+    """Raises a UserError unless 0 <= ema_decay < 1."""
+    if not 0 <= ema_decay < 1:
+        raise UserError(
+            f"{{ema_decay}}={ema_decay} should be in [0, 1): 0 disables weight averaging, "
+            "values near 1 (e.g. 0.9999) average over many steps.",
+            "ema_decay",
+        )
+
+
+def start_weight_average(
+    config: TrainConfig, model, restored: str | None
+) -> trained_model.WeightAverage | None:
+    """Returns the weight averages of --ema_decay (None without it), in the current scope.
+
+    They start from the model's weights (new or restored) and continue the averages of
+    the restored checkpoint where it holds them. Without --ema_decay, the averages of a
+    restored checkpoint are dropped, with a warning: later checkpoints hold none.
+    """
+    held = restored is not None and trained_model.holds_weight_averages(restored)
+    if not config.ema_decay:
+        if held:
+            logging.warning(
+                "%s: %s holds weight averages; without --ema_decay they are dropped and "
+                "later checkpoints hold the weights only.",
+                task_name(),
+                restored,
+            )
+        return None
+    weight_average = trained_model.WeightAverage(model.trainable_variables)
+    if held:
+        trained_model.restore_weight_averages(weight_average, restored)
+        logging.info("%s: Continuing the weight averages of %s.", task_name(), restored)
+    elif restored is not None:
+        logging.info(
+            "%s: %s holds no weight averages; they start from its weights.", task_name(), restored
+        )
+    logging.info("%s: Averaging the weights with decay %g.", task_name(), config.ema_decay)
+    return weight_average
 
 
 class StopOnSignal:
@@ -514,6 +590,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     """
     logging.info("%s: Tensorflow version: %s.", task_name(), tf.__version__)
     tf.debugging.set_log_device_placement(config.log_device_placement)
+    check_ema_decay(config.ema_decay)
     strategy = strategy or distribution_strategy(config.num_gpu)
     chief = is_chief(strategy)
     reader = readers.create_reader(
@@ -544,8 +621,10 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
             "segment_labels",
         )
     prepare_train_dir(config, chief)
-    checkpoint = tf.train.Checkpoint(**checkpoint_objects(model, optimizer))
-    restore_latest(checkpoint, config)
+    restored = restore_latest(tf.train.Checkpoint(**checkpoint_objects(model, optimizer)), config)
+    with strategy.scope():
+        weight_average = start_weight_average(config, model, restored)
+    checkpoint = tf.train.Checkpoint(**checkpoint_objects(model, optimizer, weight_average))
     checkpointer = Checkpointer(checkpoint, config.train_dir, chief, time_based=not multi_worker)
 
     logging.info("Using batch size of %d for training.", global_batch_size)
@@ -557,7 +636,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         num_epochs=-1 if multi_worker else config.num_epochs,
         num_readers=config.num_readers,
     )
-    train_step = make_train_step(model, optimizer, label_loss_fn, config, strategy)
+    train_step = make_train_step(model, optimizer, label_loss_fn, config, strategy, weight_average)
     writer = tf.summary.create_file_writer(config.train_dir) if chief else None
     with reader.errors_explained(config.train_data_pattern):
         return run_loop(
@@ -737,10 +816,31 @@ class TrainingMetrics:
             self.last_histograms = time.time()
 
 
+def print_model_summary(config: TrainConfig) -> None:
+    """Prints the model's trainable weights and their count, built for the features."""
+    reader = readers.create_reader(
+        config.frame_features,
+        config.feature_names,
+        config.feature_sizes,
+        segment_labels=config.segment_labels,
+    )
+    with precision_policy(config.mixed_precision):
+        model = models.create_built_model(config.model, reader, config.model_hyperparameters)
+    total = 0
+    for weight in model.trainable_weights:
+        count = math.prod(weight.shape)
+        total += count
+        print(f"{weight.path:<64} {str(tuple(weight.shape)):>18} {count:>14,}")
+    print(f"Trainable parameters: {total:,} ({total * 4 / 2**20:,.1f} MiB in float32)")
+
+
 def main(config: TrainConfig) -> None:
     """Trains with the command-line flags, model hyperparameter flags included."""
-    hyperparameters = models.hyperparameter_flags()
-    train(dataclasses.replace(config, model_hyperparameters=hyperparameters))
+    config = dataclasses.replace(config, model_hyperparameters=models.hyperparameter_flags())
+    if config.print_model_summary:
+        print_model_summary(config)
+    else:
+        train(config)
 
 
 if __name__ == "__main__":

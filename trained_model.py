@@ -2,13 +2,15 @@
 
 train.py writes `<train_dir>/model_flags.json` (the model, its features, loss and
 hyperparameters); eval.py, export_model.py and inference.py read it back to rebuild the
-same model and reader, and restore a checkpoint into it.
+same model and reader, and restore a checkpoint into it: the weight averages of
+train.py --ema_decay where the checkpoint holds them, otherwise the weights.
 """
 
 import json
 import os
 
 import tensorflow as tf
+from absl import logging
 
 import atomic_write
 import models
@@ -18,6 +20,8 @@ from errors import UserError
 MODEL_FLAGS_FILE = "model_flags.json"
 INFERENCE_MODEL_DIR = "inference_model"
 SEGMENT_INFERENCE_MODEL_DIR = "segment_inference_model"
+# The training checkpoint's key of the weight averages, beside "model" and "optimizer".
+WEIGHT_AVERAGE_KEY = "ema"
 
 # The keys of the original's model_flags.json; the others are hyperparameters, except:
 ORIGINAL_MODEL_FLAGS = ("model", "feature_sizes", "feature_names", "frame_features", "label_loss")
@@ -66,7 +70,8 @@ def write_or_check_model_flags(train_dir: str, model_flags: dict) -> None:
         atomic_write.write_text(path, json.dumps(model_flags))
         return
     existing = load_json(path)
-    if {**LATER_KEYS, **existing} != model_flags:
+    # A hyperparameter added since the directory was written had its default value there.
+    if {**LATER_KEYS, **models.default_hyperparameters(), **existing} != model_flags:
         raise ModelFlagsMismatchError(path, model_flags, existing)
 
 
@@ -164,9 +169,32 @@ def restored_model(
 def restore_weights(checkpoint: tf.train.Checkpoint, checkpoint_path: str) -> None:
     """Restores the model's weights (not the optimizer's); fails if any is missing.
 
+    Where the checkpoint holds weight averages (train.py --ema_decay), the trainable
+    weights take the averages' values; batch-norm moving statistics and other
+    non-trainable weights are restored as they are, as TF1's ExponentialMovingAverage
+    was used. One log line says so.
+
+    Args:
+      checkpoint: tf.train.Checkpoint(model=<the model to restore>).
+      checkpoint_path: a checkpoint prefix written by train.py.
+
     Raises:
       UserError: the checkpoint lacks some of the model's variables, e.g. because
         model_flags.json describes another model than the one trained.
+    """
+    restore_matching(checkpoint, checkpoint_path)
+    if holds_weight_averages(checkpoint_path):
+        averages = WeightAverage(checkpoint.model.trainable_variables)
+        restore_weight_averages(averages, checkpoint_path)
+        averages.copy_to(checkpoint.model.trainable_variables)
+        logging.info("Using the weight averages (--ema_decay) saved in %s.", checkpoint_path)
+
+
+def restore_matching(checkpoint: tf.train.Checkpoint, checkpoint_path: str) -> None:
+    """Restores every object of `checkpoint` from the file; the file may hold more.
+
+    Raises:
+      UserError: the file lacks some of the objects' variables.
     """
     try:
         checkpoint.restore(checkpoint_path).assert_existing_objects_matched().expect_partial()
@@ -175,3 +203,62 @@ def restore_weights(checkpoint: tf.train.Checkpoint, checkpoint_path: str) -> No
             f"{checkpoint_path} does not match the model that model_flags.json describes: "
             f"{str(error).split(' Showing')[0]}"
         ) from None
+
+
+class WeightAverage(tf.Module):
+    """Exponential moving averages of a model's trainable weights (train.py --ema_decay).
+
+    One float32 variable per weight, starting at the weight's value; the i-th belongs to
+    the i-th of model.trainable_variables, an order that every process building the model
+    from model_flags.json shares. Created in a distribution strategy's scope they are
+    mirrored and assignable in replica context: every replica holds the same weights, so
+    the first replica's update is every replica's.
+    """
+
+    def __init__(self, weights: list):
+        super().__init__(name="weight_average")
+        self.averages = [
+            tf.Variable(
+                tf.identity(weight),
+                trainable=False,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            for weight in weights
+        ]
+
+    def update(self, weights: list, decay: float) -> None:
+        """Moves each average towards its weight: decay · average + (1 - decay) · weight."""
+        for average, weight in zip(self.averages, weights, strict=True):
+            # Faithful: TF1's form, average -= (1 - decay) · (average - weight).
+            average.assign_sub((1 - decay) * (average - weight))
+
+    def copy_to(self, weights: list) -> None:
+        """Sets each weight to its average."""
+        for average, weight in zip(self.averages, weights, strict=True):
+            weight.assign(average)
+
+
+def holds_weight_averages(checkpoint_path: str) -> bool:
+    """True if a training checkpoint holds weight averages (train.py --ema_decay)."""
+    return bool(weight_average_keys(checkpoint_path))
+
+
+def weight_average_keys(checkpoint_path: str) -> list[str]:
+    """Returns the checkpoint keys of the weight averages a checkpoint holds."""
+    prefix = f"{WEIGHT_AVERAGE_KEY}/"
+    return [name for name, _ in tf.train.list_variables(checkpoint_path) if name.startswith(prefix)]
+
+
+def restore_weight_averages(weight_average: WeightAverage, checkpoint_path: str) -> None:
+    """Restores the averages of a checkpoint that holds them, one per trainable weight.
+
+    Raises:
+      UserError: the checkpoint holds another number of averages than of weights.
+    """
+    saved = len(weight_average_keys(checkpoint_path))
+    if saved != len(weight_average.averages):
+        raise UserError(
+            f"{checkpoint_path} holds {saved} weight averages for a model of "
+            f"{len(weight_average.averages)} trainable weights."
+        )
+    restore_matching(tf.train.Checkpoint(**{WEIGHT_AVERAGE_KEY: weight_average}), checkpoint_path)

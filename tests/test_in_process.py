@@ -138,3 +138,14 @@ def test_model_flags_written_before_id_feature_was_recorded_count_as_id(tmp_path
         trained_model.write_or_check_model_flags(
             str(tmp_path), {**flags_of_today, "id_feature": "video_id"}
         )
+
+
+def test_model_flags_written_before_a_hyperparameter_existed_resume_at_its_default(tmp_path):
+    flags_of_today = train.TrainConfig(**VIDEO).model_flags()
+    older = {key: value for key, value in flags_of_today.items() if key != "moe_prob_gating"}
+    (tmp_path / "model_flags.json").write_text(json.dumps(older))
+    trained_model.write_or_check_model_flags(str(tmp_path), flags_of_today)  # Resumes.
+    with pytest.raises(trained_model.ModelFlagsMismatchError):
+        trained_model.write_or_check_model_flags(
+            str(tmp_path), {**flags_of_today, "moe_prob_gating": True}
+        )
