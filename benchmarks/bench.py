@@ -12,6 +12,8 @@ Run from the repository root:
   python -m benchmarks.bench eval      # eval.py's examples/s against the original's
   python -m benchmarks.bench inference # inference.py end to end vs one record at a time
   python -m benchmarks.bench frame     # frame-level training, reader-fed vs in-memory
+  python -m benchmarks.bench zoo       # the winners' models: train.py examples/s and
+                                       # peak memory, published and small configurations
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -24,6 +26,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -659,6 +662,112 @@ def evaluated_videos(evaluator, data_pattern: str) -> int:
     return num_records(data_pattern)
 
 
+WILLOW = ("--iterations=300", "--moe_l2=1e-6")
+GATED = ("--gating", "--moe_prob_gating")
+NEXTVLAD = ("--groups=8", "--expansion=2", "--drop_rate=0.5", "--l2_penalty=1e-5")
+# label: (model, the published flags, the published batch size, a small configuration).
+ZOO_RUNS = {
+    "DBoF (the starter's)": ("DbofModel", (), 128, ("--dbof_cluster_size=1024",)),
+    "Gated NetVLAD": (
+        "NetVLADModelLF",
+        (*WILLOW, *GATED, "--netvlad_cluster_size=256", "--netvlad_relu=False"),
+        80,
+        ("--netvlad_cluster_size=32", "--netvlad_hidden_size=256", "--netvlad_relu=False"),
+    ),
+    "Gated NetRVLAD": (
+        "NetVLADModelLF",
+        (*WILLOW, *GATED, "--netvlad_cluster_size=256", "--netvlad_relu=False", "--lightvlad"),
+        80,
+        ("--netvlad_cluster_size=32", "--netvlad_hidden_size=256", "--lightvlad"),
+    ),
+    "Gated NetFV": (
+        "NetFVModelLF",
+        (*WILLOW, *GATED, "--fv_cluster_size=128", "--fv_hidden_size=1024", "--fv_relu=False")
+        + ("--fv_couple_weights=False",),
+        80,
+        ("--fv_cluster_size=16", "--fv_hidden_size=256", "--fv_couple_weights=False"),
+    ),
+    "Gated Soft-DBoW": (
+        "GatedDbofModelLF",
+        (*WILLOW, "--dbof_cluster_size=4096", "--dbof_relu=False", "--moe_prob_gating"),
+        80,
+        ("--dbof_cluster_size=512", "--dbof_hidden_size=256", "--dbof_relu=False"),
+    ),
+    "Soft-DBoW": (
+        "SoftDbofModelLF",
+        ("--iterations=300", "--dbof_cluster_size=8000", "--dbof_relu=False"),
+        80,
+        ("--dbof_cluster_size=512", "--dbof_hidden_size=256", "--dbof_relu=False"),
+    ),
+    "GRU": ("GruModel", ("--gru_cells=1200", "--moe_l2=1e-6"), 128, ("--gru_cells=128",)),
+    "NeXtVLAD": (
+        "NeXtVLADModel",
+        (*NEXTVLAD, "--nextvlad_cluster_size=112", "--nextvlad_hidden_size=2048")
+        + ("--gating_reduction=16",),
+        160,
+        ("--nextvlad_cluster_size=16", "--nextvlad_hidden_size=256"),
+    ),
+    "MixNeXtVLAD": (
+        "MixNeXtVladModel",
+        (*NEXTVLAD, "--nextvlad_cluster_size=112", "--nextvlad_hidden_size=2048")
+        + ("--gating_reduction=16", "--mix_number=3", "--cl_temperature=3", "--cl_lambda=9"),
+        160,
+        ("--nextvlad_cluster_size=16", "--nextvlad_hidden_size=256", "--mix_number=3"),
+    ),
+}
+ZOO_BATCH_SIZE = 8  # The published configurations run at this batch size here.
+
+
+def train_py_run(flags: tuple[str, ...], batch_size: int, num_steps: int) -> tuple[float, int]:
+    """Runs train.py on frame-level sample data; returns (examples/s, peak memory bytes).
+
+    Examples/s is the median of train.py's own per-step figures after the first two
+    steps; the peak memory is the process's maximum resident set.
+    """
+    train_dir = tempfile.mkdtemp(prefix="zoo_", dir=scratch_dir())
+    command = [
+        sys.executable,
+        os.path.join(REPO, "train.py"),
+        "--frame_features",
+        "--feature_names=rgb,audio",
+        "--feature_sizes=1024,128",
+        f"--train_data_pattern={data_pattern_of('frame')}",
+        f"--train_dir={train_dir}",
+        f"--batch_size={batch_size}",
+        f"--max_steps={num_steps}",
+        "--num_epochs=1000",
+        "--base_learning_rate=0.0002",
+        *flags,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    log = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{log[-3000:]}")
+    rates = [float(rate) for rate in re.findall(r"Examples/sec: ([0-9.]+)", log)]
+    shutil.rmtree(train_dir, ignore_errors=True)
+    return statistics.median(rates[2:]), usage.ru_maxrss * 1024
+
+
+def bench_zoo() -> None:
+    """train.py examples/s and peak memory of the winners' models, from start to exit.
+
+    Each published configuration at batch 8 (what a 2-core machine runs in minutes), and
+    a small configuration of the same model at the published batch size.
+    """
+    for label, (model_name, published, batch_size, small) in ZOO_RUNS.items():
+        model = (f"--model={model_name}",)
+        rate, memory = train_py_run(model + published, ZOO_BATCH_SIZE, num_steps=6)
+        small_rate, small_memory = train_py_run(model + small, batch_size, num_steps=12)
+        print(
+            f"zoo {label:21s} published, batch {ZOO_BATCH_SIZE}: {rate:7,.1f} ex/s, peak "
+            f"{memory / 2**30:5.2f} GiB; small, batch {batch_size}: {small_rate:7,.1f} ex/s, "
+            f"peak {small_memory / 2**30:5.2f} GiB"
+        )
+
+
 BENCHMARKS = {
     "readers": bench_readers,
     "train": bench_train,
@@ -668,6 +777,7 @@ BENCHMARKS = {
     "frame": bench_frame,
     "mixed": bench_mixed,
     "gpu": bench_gpu,
+    "zoo": bench_zoo,
 }
 
 

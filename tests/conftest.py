@@ -9,7 +9,9 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 import cli
+import eval_util
 import models
+import train
 import trained_model
 from errors import UserError
 
@@ -64,20 +66,51 @@ def summary_events(log_dir: str) -> event_accumulator.EventAccumulator:
     return events
 
 
-def checkpoint_predictions(train_dir, data_pattern: str):
+def checkpoint_predictions(train_dir, data_pattern: str, batch_statistics: bool = False):
     """Returns (video ids, predictions, labels) of train_dir's latest checkpoint on the data.
 
     The model is rebuilt from model_flags.json and run in inference mode, as eval.py does,
-    but here in plain eager code, so tests can check the scripts against it.
+    but here in plain eager code, so tests can check the scripts against it. With
+    batch_statistics, in training mode instead: batch norm normalises each batch of 64 by
+    its own statistics rather than by the moving averages.
     """
     model, reader, _ = trained_model.restored_model(str(train_dir))
     ids, predictions, labels = [], [], []
     for batch in reader.get_dataset(data_pattern, 64):
-        outputs = models.forward(model, batch["video_matrix"], batch["num_frames"], training=False)
+        outputs = models.forward(
+            model, batch["video_matrix"], batch["num_frames"], training=batch_statistics
+        )
         predictions.append(outputs["predictions"])
         labels.append(batch["labels"].numpy())
         ids += [video_id.decode() for video_id in batch["video_ids"].numpy()]
     return ids, np.concatenate(predictions), np.concatenate(labels)
+
+
+def validate_gap(
+    train_dir, sample_data, data_format: str = "video", batch_statistics: bool = False
+) -> tuple[float, float]:
+    """Returns (GAP of the checkpoint, GAP of random scores) on the validate split."""
+    _, predictions, labels = checkpoint_predictions(
+        str(train_dir), f"{sample_data}/{data_format}/validate*.tfrecord", batch_statistics
+    )
+    random_scores = np.random.default_rng(0).random(predictions.shape)
+    return eval_util.calculate_gap(predictions, labels), eval_util.calculate_gap(
+        random_scores, labels
+    )
+
+
+def frame_training(train_dir, data_pattern: str, model: str, hyperparameters: dict, **settings):
+    """Returns the train.TrainConfig of a frame-level model on rgb and audio."""
+    return train.TrainConfig(
+        train_dir=str(train_dir),
+        train_data_pattern=data_pattern,
+        frame_features=True,
+        feature_names="rgb,audio",
+        feature_sizes="1024,128",
+        model=model,
+        model_hyperparameters={**models.default_hyperparameters(), **hyperparameters},
+        **settings,
+    )
 
 
 def make_sample_data(output_dir: str, *args: str) -> str:

@@ -14,13 +14,12 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_script, summary_events
+from conftest import frame_training, run_script, summary_events
 
 import cli
 import eval as eval_script
 import export_model
 import inference
-import models
 import readers
 import segment_submission
 import train
@@ -352,15 +351,12 @@ def test_frame_level_models_train_evaluate_and_serve_5_frame_segments(
     # on two steps, from the segment training through the segment model.
     train_dir = str(tmp_path)
     segment_files = f"{sample_data}/segment/validate0000.tfrecord"
-    config = train.TrainConfig(
-        train_dir=train_dir,
-        train_data_pattern=segment_files,
+    config = frame_training(
+        train_dir,
+        segment_files,
+        name,
+        hyperparameters,
         segment_labels=True,
-        frame_features=True,
-        feature_names="rgb,audio",
-        feature_sizes="1024,128",
-        model=name,
-        model_hyperparameters={**models.default_hyperparameters(), **hyperparameters},
         batch_size=16,
         max_steps=2,
     )

@@ -14,14 +14,13 @@ import pytest
 import tensorflow as tf
 from conftest import (
     REPO,
-    checkpoint_predictions,
     error_line,
     one_error_line,
     run_script,
     summary_events,
+    validate_gap,
 )
 
-import eval_util
 import losses
 import models
 import readers
@@ -41,17 +40,6 @@ def train_flags(sample_data, train_dir, *extra):
 
 def latest_step(train_dir) -> int:
     return int(tf.train.latest_checkpoint(str(train_dir)).rsplit("-", 1)[1])
-
-
-def validate_gap(train_dir, sample_data) -> tuple[float, float]:
-    """Returns (GAP of the checkpoint, GAP of random scores) on the validate split."""
-    _, predictions, labels = checkpoint_predictions(
-        train_dir, f"{sample_data}/video/validate*.tfrecord"
-    )
-    random_scores = np.random.default_rng(0).random(predictions.shape)
-    return eval_util.calculate_gap(predictions, labels), eval_util.calculate_gap(
-        random_scores, labels
-    )
 
 
 def losses_logged(stderr: str) -> list[float]:
