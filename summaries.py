@@ -2,6 +2,9 @@
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+
+HISTOGRAM_BUCKETS = 30  # tf.summary.histogram's default.
 
 
 def write_scalars(writer, global_step: int, values: dict) -> None:
@@ -15,10 +18,45 @@ def write_scalars(writer, global_step: int, values: dict) -> None:
 def write_histograms(writer, global_step: int, model, raw_input) -> None:
     """Writes the raw-input and per-variable histograms the original's Supervisor wrote."""
     with writer.as_default(step=global_step):
-        tf.summary.histogram("model/input_raw", raw_input)
+        write_histogram("model/input_raw", raw_input)
         for variable in model.trainable_variables:
-            tf.summary.histogram(variable.path, variable)
+            write_histogram(variable.path, variable)
     writer.flush()
+
+
+def write_histogram(tag: str, values) -> None:
+    """Writes the histogram tf.summary.histogram writes, without its memory cost.
+
+    tf.summary.histogram counts through a float64 one-hot matrix of values × 30 buckets,
+    240 bytes per value: 10 GB for a frame-level batch of 128 videos, 68 GB for the
+    hidden weights of the 2017 winners' NetVLAD model. The same buckets counted with
+    tf.histogram_fixed_width take 4 bytes per value.
+    """
+    summary_metadata = histogram_metadata.create_summary_metadata(display_name=tag, description="")
+    tf.summary.write(tag, histogram_buckets(values), metadata=summary_metadata)
+
+
+def histogram_buckets(values, bucket_count: int = HISTOGRAM_BUCKETS) -> tf.Tensor:
+    """Returns float64 [bucket_count, 3]: each bucket's left edge, right edge and count.
+
+    The buckets of tf.summary.histogram: equal widths from the minimum to the maximum,
+    the maximum counted in the last; values all equal fall in the last bucket.
+    """
+    values = tf.reshape(tf.convert_to_tensor(values), [-1])
+    if not values.dtype.is_floating:
+        values = tf.cast(values, tf.float64)
+    low, high = float(tf.reduce_min(values)), float(tf.reduce_max(values))
+    if low == high:
+        counts = np.zeros(bucket_count)
+        counts[-1] = int(tf.size(values))
+    else:
+        counts = tf.histogram_fixed_width(
+            values, tf.constant([low, high], values.dtype), bucket_count
+        )
+        counts = np.asarray(counts, np.float64)
+    edges = np.linspace(low, high, bucket_count + 1)
+    edges[-1] = high
+    return tf.constant(np.stack([edges[:-1], edges[1:], counts], axis=1), tf.float64)
 
 
 def add_global_step_summary(writer, global_step: int, info: dict, scope: str) -> str:

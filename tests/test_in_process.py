@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from conftest import summary_events
 
 import cli
 import eval as eval_script
 import inference
 import make_sample_data
 import readers
+import summaries
 import train
 import trained_model
 
@@ -149,3 +151,31 @@ def test_model_flags_written_before_a_hyperparameter_existed_resume_at_its_defau
         trained_model.write_or_check_model_flags(
             str(tmp_path), {**flags_of_today, "moe_prob_gating": True}
         )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(0).normal(size=(40, 30)).astype(np.float32),
+        np.random.default_rng(1).integers(0, 256, 5000).astype(np.uint8),
+        np.full(7, 3.0, np.float32),
+    ],
+)
+def test_histograms_have_tf_summary_histograms_buckets(values, tmp_path):
+    buckets = summaries.histogram_buckets(values).numpy()
+    low, high = float(values.min()), float(values.max())
+    if low < high:
+        counts, edges = np.histogram(values.astype(np.float64), bins=30, range=(low, high))
+        np.testing.assert_array_equal(buckets[:, 2], counts)
+        np.testing.assert_allclose(buckets[:, 0], edges[:-1])
+        assert buckets[-1, 1] == high
+    else:  # All in the last bucket, as tf.summary.histogram puts them.
+        np.testing.assert_array_equal(buckets[:, 2], [0] * 29 + [values.size])
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default(step=1):
+        summaries.write_histogram("model/input_raw", values)
+    writer.flush()
+    events = summary_events(tmp_path)
+    written = tf.make_ndarray(events.Tensors("model/input_raw")[0].tensor_proto)
+    np.testing.assert_array_equal(written, buckets)
+    assert events.SummaryMetadata("model/input_raw").plugin_data.plugin_name == "histograms"
