@@ -94,6 +94,7 @@ def test_checkpointed_averages_are_the_hand_computed_average_of_each_steps_weigh
 
 def test_eval_export_and_inference_use_the_averages(averaged_run, sample_data, tmp_path, caplog):
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
     train_dir = str(averaged_run)
     eval_script.evaluate(
         eval_script.EvalConfig(
