@@ -5,8 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := demo_output
-# Hide TensorFlow's C++ start-up chatter (CUDA probing on machines without a GPU).
-export TF_CPP_MIN_LOG_LEVEL ?= 3
+# The scripts hide TensorFlow's start-up chatter themselves (quiet_tensorflow.py).
 
 SEGMENTS := demo_segments_output
 FRAMES := --frame_features --feature_names=rgb,audio --feature_sizes=1024,128 \

@@ -17,6 +17,9 @@ and no optimizer state. The checkpoints' other keys are ignored: with train.py
 written under a temporary name and renamed when complete.
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import dataclasses
 import os
 

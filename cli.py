@@ -4,6 +4,9 @@ Library modules raise `errors.UserError`; only here does it become one `ERROR:` 
 naming the flags (`--feature_sizes`) and exit status 1, without a traceback.
 """
 
+import atexit
+import logging as python_logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -44,9 +47,25 @@ def run(
                     logging.error(line)
             else:
                 print(f"ERROR: {one_line(error)}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            exit_now(1)
+        exit_now(0)
 
     app.run(main_with_one_line_errors)
+
+
+def exit_now(status: int) -> None:
+    """Ends the process once its output is flushed, skipping the interpreter's teardown.
+
+    Every output is closed by then (files, checkpoints and summaries are flushed where
+    they are written). What is left is Python's and TensorFlow's teardown: freeing every
+    module and stopping input pipelines mid-read, which took 0.7-1 s here for a bare
+    `import tensorflow` and up to 19 s with training data left unread.
+    """
+    atexit._run_exitfuncs()  # What sys.exit would run first (a benchmark's clean-up).
+    python_logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def one_line(error: UserError) -> str:

@@ -9,6 +9,9 @@ Example:
       --feature_names=mean_rgb,mean_audio --feature_sizes=1024,128
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import dataclasses
 
 import numpy as np

@@ -13,6 +13,9 @@ pairs, ids quoted as CSV quotes them. It is written under a temporary name and r
 when complete, and score_predictions.py scores it as any inference.py output.
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import csv
 import dataclasses
 import io

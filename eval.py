@@ -6,15 +6,19 @@ r"""Evaluates the checkpoints of a training directory: Hit@1, PERR, mAP, GAP.
 The model, features and loss come from <train_dir>/model_flags.json, written by train.py.
 Without --run_once, eval.py watches train_dir and evaluates each new checkpoint once.
 For every checkpoint it evaluates it also writes <train_dir>/inference_model, the
-SavedModel that inference.py uses, and summaries to <train_dir>/eval. A checkpoint
-holding weight averages (train.py --ema_decay) is evaluated and exported with the
-averages in place of the trainable weights.
+SavedModel that inference.py uses (unless it holds that checkpoint already), and
+summaries to <train_dir>/eval. A checkpoint holding weight averages (train.py
+--ema_decay) is evaluated and exported with the averages in place of the trainable
+weights.
 
 With --segment_labels it evaluates the rated segments of the 2019 segment-rated files
 (each prediction and label masked to the rated classes), writes the summaries under
 SegEval and the segment model <train_dir>/segment_inference_model instead.
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import concurrent.futures
 import dataclasses
 import os
@@ -77,16 +81,35 @@ class Evaluator:
         self.metrics = eval_util.EvaluationMetrics(self.reader.num_classes, top_k, None)
         self.writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
         self.checkpoint = tf.train.Checkpoint(model=self.model)
-        self.predict = tf.function(self.batch_predictions_and_loss, jit_compile=True)
+        self.predict = tf.function(self.batch_predictions_and_loss)
+        self.padded_forward = tf.function(self.forward, jit_compile=True)
         self.last_global_step = None
+
+    def forward(self, video_matrix, num_frames) -> dict:
+        """Returns the model's outputs in inference mode; XLA-compiled."""
+        return models.forward(self.model, video_matrix, num_frames, training=False)
 
     def batch_predictions_and_loss(self, video_matrix, num_frames, labels, label_weights=None):
         """Returns (predictions, labels, label loss) of a batch, the model in inference mode.
 
+        A smaller (last) batch runs through the model padded to batch_size rows with copies
+        of its last row, its outputs cut back, so XLA compiles the model once per process.
         With label_weights (segment mode) predictions and labels are masked to the rated
         classes and the loss covers those only (the original left the loss unweighted).
         """
-        outputs = models.forward(self.model, video_matrix, num_frames, training=False)
+        rows = tf.shape(num_frames)[0]
+        padding = tf.maximum(self.batch_size - rows, 0)
+        padded = [
+            tf.ensure_shape(
+                tf.concat([tensor, tf.repeat(tensor[-1:], padding, axis=0)], axis=0),
+                [self.batch_size, *tensor.shape[1:]],
+            )
+            for tensor in (video_matrix, num_frames)
+        ]
+        outputs = {
+            name: value[:rows] if value.shape.rank else value
+            for name, value in self.padded_forward(*padded).items()
+        }
         loss = models.label_loss(outputs, labels, self.label_loss_fn, label_weights)
         predictions = outputs["predictions"]
         if label_weights is not None:
@@ -114,11 +137,11 @@ class Evaluator:
             return global_step
         logging.info("Loading checkpoint for eval: %s", checkpoint_path)
         trained_model.restore_weights(self.checkpoint, checkpoint_path)
-        export_model.export(
-            self.model,
-            self.reader,
-            trained_model.inference_model_path(self.train_dir, self.segment_labels),
-        )
+        model_dir = trained_model.inference_model_path(self.train_dir, self.segment_labels)
+        if export_model.exported_from(model_dir) != export_model.checkpoint_identity(
+            checkpoint_path
+        ):
+            export_model.export(self.model, self.reader, model_dir, checkpoint_path)
         self.evaluate(global_step)
         self.last_global_step = global_step
         return global_step
@@ -141,14 +164,17 @@ class Evaluator:
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as metrics_thread,
         ):
             pending = None
+            start = time.perf_counter()
             for batch in dataset:
-                numeric = readers.numeric_features(batch)
-                predictions, labels, loss = self.predict(**numeric)
+                outputs = [t.numpy() for t in self.predict(**readers.numeric_features(batch))]
+                # The batch's own time: reading it and running the model, as the original's.
+                seconds, start = time.perf_counter() - start, time.perf_counter()
                 if pending is not None:
-                    batch_log.add(*pending.result())
-                pending = metrics_thread.submit(self.accumulated_batch, predictions, labels, loss)
+                    batch_log.add(pending.result())
+                pending = metrics_thread.submit(self.accumulated_batch, *outputs, seconds)
+                start = time.perf_counter()
             if pending is not None:
-                batch_log.add(*pending.result())
+                batch_log.add(pending.result())
         logging.info("Done with batched inference. Now calculating global performance metrics.")
         epoch_info = self.metrics.get()
         epoch_info["epoch_id"] = global_step
@@ -159,10 +185,12 @@ class Evaluator:
         logging.info("Total: examples_processed: %d", batch_log.examples_processed)
         return epoch_info
 
-    def accumulated_batch(self, predictions, labels, loss) -> tuple[dict, int]:
-        """Adds one batch to the metrics; returns (its batch metrics, its size)."""
-        info = self.metrics.accumulate(predictions.numpy(), labels.numpy(), loss.numpy())
-        return info, predictions.shape[0]
+    def accumulated_batch(self, predictions, labels, loss, seconds: float) -> dict:
+        """Adds one batch to the metrics; returns its batch metrics and examples/s."""
+        info = self.metrics.accumulate(predictions, labels, loss)
+        info["examples_per_second"] = predictions.shape[0] / max(seconds, 1e-9)
+        info["num_examples"] = predictions.shape[0]
+        return info
 
 
 class BatchLog:
@@ -173,14 +201,10 @@ class BatchLog:
         self.global_step = global_step
         self.summary_scope = summary_scope
         self.examples_processed = 0
-        self.last_time = time.time()
 
-    def add(self, info: dict, batch_size: int) -> None:
+    def add(self, info: dict) -> None:
         """Logs one batch's metrics and its examples per second."""
-        now = time.time()
-        info["examples_per_second"] = batch_size / max(now - self.last_time, 1e-9)
-        self.last_time = now
-        self.examples_processed += batch_size
+        self.examples_processed += info.pop("num_examples")
         text = summaries.add_global_step_summary(
             self.writer, self.global_step, info, self.summary_scope
         )

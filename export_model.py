@@ -21,7 +21,11 @@ the classes to rank (int32; all of them for no restriction); it cuts every video
 class_ids.
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import dataclasses
+import os
 
 import tensorflow as tf
 from absl import logging
@@ -38,6 +42,9 @@ TOP_PREDICTIONS_IN_OUTPUT = 20
 # Segments the segment model scores per model call: a fixed shape for XLA, and a bound
 # on memory whatever the number of segments of the records passed in.
 SEGMENTS_PER_CALL = 512
+# Beside saved_model.pb: the checkpoint the weights came from, so eval.py exports anew
+# only for a new checkpoint.
+EXPORTED_FROM_FILE = "exported_from_checkpoint.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,10 +156,16 @@ class SegmentInferenceModule(InferenceModule):
         )
 
 
-def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str) -> None:
+def export(
+    model: models.BaseModel,
+    reader: readers.BaseReader,
+    output_dir: str,
+    checkpoint_path: str | None = None,
+) -> None:
     """Writes the SavedModel to output_dir, replacing any model there only once complete.
 
-    A reader in segment mode gives the segment model, any other the per-video one.
+    A reader in segment mode gives the segment model, any other the per-video one. The
+    checkpoint_path the weights came from is recorded beside it (see exported_from).
     """
     if reader.segment_labels:
         module = SegmentInferenceModule(model, reader)
@@ -161,6 +174,30 @@ def export(model: models.BaseModel, reader: readers.BaseReader, output_dir: str)
     signatures = {"serving_default": module.serve.get_concrete_function()}
     with atomic_write.replaced_atomically(output_dir) as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
+        if checkpoint_path:
+            with tf.io.gfile.GFile(os.path.join(temporary, EXPORTED_FROM_FILE), "w") as file:
+                file.write(checkpoint_identity(checkpoint_path))
+
+
+def checkpoint_identity(checkpoint_path: str) -> str:
+    """Returns the checkpoint's path with its index file's size and time of writing.
+
+    A checkpoint written anew under the same name (training started over by hand) then
+    differs from the one exported before.
+    """
+    index = tf.io.gfile.stat(checkpoint_path + ".index")
+    return f"{checkpoint_path} {index.length} {index.mtime_nsec}"
+
+
+def exported_from(saved_model_dir: str) -> str | None:
+    """Returns checkpoint_identity of what saved_model_dir was exported from, if known."""
+    path = os.path.join(saved_model_dir, EXPORTED_FROM_FILE)
+    if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):
+        return None
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as file:
+        return file.read()
 
 
 def load(saved_model_dir: str):
@@ -185,7 +222,7 @@ def main(config: ExportConfig) -> None:
     model, reader, checkpoint_path = trained_model.restored_model(
         config.train_dir, config.checkpoint or None, config.segment_labels
     )
-    export(model, reader, config.output_dir)
+    export(model, reader, config.output_dir, checkpoint_path)
     logging.info("Exported %s to %s", checkpoint_path, config.output_dir)
 
 

@@ -32,6 +32,9 @@ Example:
   python make_sample_data.py --output_dir=/tmp/yt8m_sample --num_train_videos=2000
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import dataclasses
 import os
 

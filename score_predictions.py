@@ -7,6 +7,9 @@ The GAP is the Kaggle metric: the top 20 (class, score) pairs of every video poo
 ranked, with eval_util's definition. Every video of the data must have a row.
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import dataclasses
 
 import numpy as np

@@ -23,6 +23,9 @@ original kept its newline, so it never matched a rated segment), and segment ids
 so on Python 3 no submitted segment matched).
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import collections
 import dataclasses
 import re

@@ -14,6 +14,8 @@ Run from the repository root:
   python -m benchmarks.bench frame     # frame-level training, reader-fed vs in-memory
   python -m benchmarks.bench zoo       # the winners' models: train.py examples/s and
                                        # peak memory, published and small configurations
+  python -m benchmarks.bench startup   # train/eval/inference.py from start to exit on
+                                       # 50 shards of ~290 videos, phase by phase
 
 Each benchmark writes its own sample data (make_sample_data.py) to a temporary
 directory unless --data_dir points at existing sample data. Timings are medians over
@@ -21,8 +23,12 @@ directory unless --data_dir points at existing sample data. Timings are medians 
 shared machine.
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import atexit
 import dataclasses
+import datetime
 import functools
 import itertools
 import os
@@ -61,6 +67,9 @@ class BenchConfig:
 
     data_dir: str = setting("", "Existing sample data (make_sample_data.py); default: make it.")
     repeats: int = setting(3, "Timed passes per figure; the median is reported.")
+    scripts_dir: str = setting(
+        "", "startup: the checkout whose scripts to time (e.g. an older commit's worktree)."
+    )
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -768,6 +777,152 @@ def bench_zoo() -> None:
         )
 
 
+# The real 2018 video-level shards' shape: 14,547 training videos in 50 files, 2,952 held
+# out in 10 (split between validate and test here).
+STARTUP_DATA = (("train", 14547, 50), ("validate", 2952, 10), ("test", 2952, 10))
+STARTUP_TRAIN_FLAGS = (
+    "--feature_names=mean_rgb,mean_audio",
+    "--feature_sizes=1024,128",
+    "--batch_size=1024",
+    "--num_epochs=100",  # More data than 100 steps read: the pipeline is left mid-read.
+    "--max_steps=100",
+    "--start_new_model",
+)
+# Each phase ends at the first log line matching its pattern; "exit" ends with the process.
+STARTUP_PHASES = {
+    "train.py": (
+        ("import", r"Tensorflow version"),
+        ("build", r"Building a new model|Restoring from checkpoint"),
+        ("pipeline", r"Entering training loop"),
+        ("first step", r"training step 1 \|"),
+        ("loop", r"Exited training loop"),
+    ),
+    "eval.py": (
+        ("import", r"Loading checkpoint for eval"),
+        ("restore+export", r"enter eval_once loop"),
+        ("first batch", r"examples_processed: "),
+        ("loop", r"Total: examples_processed"),
+    ),
+    "inference.py": (
+        ("import", r"loading saved model"),
+        ("load+first batch", r"num examples processed"),
+        ("loop", r"Done with inference"),
+    ),
+}
+
+
+def startup_data_dir() -> str:
+    """Returns video-level sample data of the real shards' shape, written once per run."""
+    output_dir = os.path.join(scratch_dir(), "startup_data")
+    for split, num_videos, num_shards in STARTUP_DATA:
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO, "make_sample_data.py"),
+                f"--output_dir={output_dir}/{split}",
+                *(
+                    f"--num_{name}_videos={num_videos if name == split else 0}"
+                    for name in ("train", "validate", "test")
+                ),
+                f"--num_shards={num_shards}",
+                "--formats=video",
+                f"--seed={num_shards}",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return output_dir
+
+
+def log_time(line: str) -> float | None:
+    """Returns the time.time() of an absl log line (I1202 13:23:39.876477 ...), if it is one."""
+    match = re.match(r"[IWEF](\d{4} \d\d:\d\d:\d\d\.\d{6}) ", line)
+    if not match:
+        return None
+    stamp = datetime.datetime.strptime(
+        f"{datetime.date.today().year}{match[1]}", "%Y%m%d %H:%M:%S.%f"
+    )
+    return stamp.timestamp()
+
+
+def timed_phases(script: str, arguments: list[str]) -> dict[str, float]:
+    """Runs a script as a user does; returns the seconds of each of its phases and in all.
+
+    Phases end at log lines (STARTUP_PHASES); "exit" runs from the last log line to the
+    end of the process. Also returns train.py's median Examples/sec after step 10.
+    """
+    scripts_dir = FLAGS.scripts_dir or REPO
+    start = time.time()
+    process = subprocess.run(
+        [sys.executable, os.path.join(scripts_dir, script), *arguments],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=scripts_dir,
+    )
+    end = time.time()
+    if process.returncode:
+        raise RuntimeError(f"{script} {' '.join(arguments)} failed:\n{process.stderr[-3000:]}")
+    lines = [(log_time(line), line) for line in process.stderr.splitlines()]
+    lines = [(stamp, line) for stamp, line in lines if stamp is not None]
+    phases, phase_start = {}, start
+    for name, pattern in STARTUP_PHASES[script]:
+        phase_end = next(stamp for stamp, line in lines if re.search(pattern, line))
+        phases[name], phase_start = phase_end - phase_start, phase_end
+    phases["exit"] = end - lines[-1][0]
+    phases["wall"] = end - start
+    rates = [float(rate) for rate in re.findall(r"Examples/sec: ([0-9.]+)", process.stderr)]
+    if len(rates) > 10:
+        phases["examples/s"] = statistics.median(rates[10:])
+    return phases
+
+
+def bench_startup() -> None:
+    """train.py, eval.py and inference.py timed from start to exit, phase by phase.
+
+    On data of the real video-level shards' shape: train.py runs 100 steps of batch 1024
+    (LogisticModel, then MoeModel), eval.py --run_once and inference.py take the Logistic
+    model. Medians over --repeats runs of each command.
+    """
+    data = startup_data_dir()
+    train_dir = os.path.join(scratch_dir(), "startup_model")
+    train_data = f"--train_data_pattern={data}/train/video/train*.tfrecord"
+    runs = {
+        "train.py MoeModel": (
+            "train.py",
+            [train_data, *STARTUP_TRAIN_FLAGS, "--model=MoeModel", f"--train_dir={train_dir}_moe"],
+        ),
+        "train.py LogisticModel": (
+            "train.py",
+            [train_data, *STARTUP_TRAIN_FLAGS, f"--train_dir={train_dir}"],
+        ),
+        "eval.py --run_once": (
+            "eval.py",
+            [
+                f"--train_dir={train_dir}",
+                "--run_once",
+                f"--eval_data_pattern={data}/validate/video/validate*.tfrecord",
+            ],
+        ),
+        "inference.py": (
+            "inference.py",
+            [
+                f"--train_dir={train_dir}",
+                f"--output_file={train_dir}/predictions.csv",
+                f"--input_data_pattern={data}/test/video/test*.tfrecord",
+            ],
+        ),
+    }
+    for label, (script, arguments) in runs.items():
+        timings = [timed_phases(script, arguments) for _ in range(FLAGS.repeats)]
+        medians = {name: statistics.median(t[name] for t in timings) for name in timings[0]}
+        text = " | ".join(
+            f"{name} {value:,.0f}" if name == "examples/s" else f"{name} {value:.2f}s"
+            for name, value in medians.items()
+        )
+        print(f"startup {label:22s} {text}", flush=True)
+
+
 BENCHMARKS = {
     "readers": bench_readers,
     "train": bench_train,
@@ -778,6 +933,7 @@ BENCHMARKS = {
     "mixed": bench_mixed,
     "gpu": bench_gpu,
     "zoo": bench_zoo,
+    "startup": bench_startup,
 }
 
 

@@ -15,6 +15,9 @@ ones, like eval.py's evaluation of the next checkpoint on the same videos, find 
 shuffles of the lengths seen before cached (here: all of them).
 """
 
+import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
+
+# isort: split
 import time
 
 import numpy as np

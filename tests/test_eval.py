@@ -158,6 +158,40 @@ def test_inference_model_reproduces_the_checkpoint_in_a_fresh_process(
         assert_top_k(predictions[row], classes, scores, k=20)
 
 
+def evaluator_of(train_dir, sample_data, batch_size) -> eval_script.Evaluator:
+    """An in-process Evaluator on the validate split (100 videos)."""
+    return eval_script.Evaluator(
+        train_dir, f"{sample_data}/video/validate*.tfrecord", batch_size, 20, 1
+    )
+
+
+def test_the_smaller_last_batch_runs_padded_through_the_one_compiled_model(trained, sample_data):
+    train_dir, _ = trained
+    padded = evaluator_of(train_dir, sample_data, batch_size=30)  # 30, 30, 30, then 10.
+    trained_model.restore_weights(padded.checkpoint, tf.train.latest_checkpoint(train_dir))
+    padded_metrics = padded.evaluate(40)
+    assert padded.padded_forward.experimental_get_tracing_count() == 1
+    whole = evaluator_of(train_dir, sample_data, batch_size=100)  # One batch, no padding.
+    trained_model.restore_weights(whole.checkpoint, tf.train.latest_checkpoint(train_dir))
+    whole_metrics = whole.evaluate(40)
+    for name in ("avg_hit_at_one", "avg_perr", "gap", "avg_loss"):
+        assert padded_metrics[name] == pytest.approx(whole_metrics[name], rel=1e-5), name
+
+
+def test_the_inference_model_is_exported_again_only_for_another_checkpoint(trained, sample_data):
+    train_dir, _ = trained
+    saved_model = os.path.join(trained_model.inference_model_path(train_dir), "saved_model.pb")
+    exported = os.stat(saved_model).st_mtime_ns
+    evaluator = evaluator_of(train_dir, sample_data, batch_size=100)
+    assert evaluator.evaluate_latest() == 40
+    assert os.stat(saved_model).st_mtime_ns == exported  # The same checkpoint: kept.
+    # The same name written anew (training started over by hand): exported again.
+    index = tf.train.latest_checkpoint(train_dir) + ".index"
+    os.utime(index, ns=(exported + 10**9, exported + 10**9))
+    assert evaluator_of(train_dir, sample_data, batch_size=100).evaluate_latest() == 40
+    assert os.stat(saved_model).st_mtime_ns != exported
+
+
 def test_loop_mode_evaluates_each_new_checkpoint_once(sample_data, tmp_path):
     train_model(sample_data, tmp_path, "--max_steps=10")
     process = subprocess.Popen(
