@@ -168,11 +168,11 @@ class Evaluator:
             for batch in dataset:
                 outputs = [t.numpy() for t in self.predict(**readers.numeric_features(batch))]
                 # The batch's own time: reading it and running the model, as the original's.
-                seconds, start = time.perf_counter() - start, time.perf_counter()
+                seconds = time.perf_counter() - start
                 if pending is not None:
                     batch_log.add(pending.result())
                 pending = metrics_thread.submit(self.accumulated_batch, *outputs, seconds)
-                start = time.perf_counter()
+                start = time.perf_counter()  # Not counting the wait for the previous metrics.
             if pending is not None:
                 batch_log.add(pending.result())
         logging.info("Done with batched inference. Now calculating global performance metrics.")
