@@ -58,8 +58,8 @@ def exit_now(status: int) -> None:
 
     Every output is closed by then (files, checkpoints and summaries are flushed where
     they are written). What is left is Python's and TensorFlow's teardown: freeing every
-    module and stopping input pipelines mid-read, which took 0.7-1 s here for a bare
-    `import tensorflow` and up to 19 s with training data left unread.
+    module and stopping input pipelines mid-read: 0.7-1 s after a bare `import tensorflow`
+    on a 2-core machine, and seen far longer with training data left unread.
     """
     atexit._run_exitfuncs()  # What sys.exit would run first (a benchmark's clean-up).
     python_logging.shutdown()

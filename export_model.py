@@ -192,9 +192,8 @@ def checkpoint_identity(checkpoint_path: str) -> str:
 def exported_from(saved_model_dir: str) -> str | None:
     """Returns checkpoint_identity of what saved_model_dir was exported from, if known."""
     path = os.path.join(saved_model_dir, EXPORTED_FROM_FILE)
-    if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):
-        return None
-    if not tf.io.gfile.exists(path):
+    saved_model = os.path.join(saved_model_dir, "saved_model.pb")
+    if not (tf.io.gfile.exists(saved_model) and tf.io.gfile.exists(path)):
         return None
     with tf.io.gfile.GFile(path) as file:
         return file.read()
