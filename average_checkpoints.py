@@ -32,17 +32,19 @@ import atomic_write
 import cli
 import trained_model
 from errors import UserError
-from settings import setting
+from settings import AT_LEAST_ONE, Settings, setting
 from train import CHECKPOINT_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)
-class AverageConfig:
+class AverageConfig(Settings):
     """The averaging settings, each a flag of average_checkpoints.py."""
 
     train_dir: str = setting("/tmp/yt8m_model/", "Training directory whose checkpoints to average.")
     num_checkpoints: int = setting(
-        5, "How many of train_dir's latest checkpoints to average (all of them must exist)."
+        5,
+        "How many of train_dir's latest checkpoints to average (all of them must exist).",
+        AT_LEAST_ONE,
     )
     output_dir: str = setting(
         "",
@@ -117,10 +119,6 @@ def same_directory(first: str, second: str) -> bool:
 
 def check_settings(config: AverageConfig) -> None:
     """Raises a one-line UserError for missing or contradictory flags."""
-    if config.num_checkpoints < 1:
-        raise UserError(
-            f"{{num_checkpoints}}={config.num_checkpoints}: use 1 or more.", "num_checkpoints"
-        )
     if not config.output_dir:
         raise UserError(
             "{output_dir} is required: the new training directory to write the averaged "

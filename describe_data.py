@@ -18,11 +18,11 @@ import numpy as np
 
 import cli
 import readers
-from settings import setting
+from settings import Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class DescribeConfig:
+class DescribeConfig(Settings):
     """What to describe, each a flag of describe_data.py."""
 
     data_pattern: str = setting("", "Glob of the TFRecord files to describe.")

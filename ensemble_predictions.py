@@ -28,10 +28,11 @@ from absl import logging
 
 import atomic_write
 import cli
+import predictions_csv
 from errors import UserError
-from settings import setting
+from settings import Settings, setting
 
-HEADER = ["VideoId", "LabelConfidencePairs"]
+HEADER = predictions_csv.HEADER.split(",")
 # inference.py's class ids are int32, and the ensemble's (video, class) keys need bounds.
 MAX_CLASS_ID = 2**31 - 1
 # Rows written to the output per write call.
@@ -39,7 +40,7 @@ ROWS_PER_WRITE = 10000
 
 
 @dataclasses.dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(Settings):
     """The ensembling settings, each a flag of ensemble_predictions.py."""
 
     input_files: list[str] = setting(
@@ -253,11 +254,10 @@ def write_predictions(path: str, predictions: Predictions) -> None:
         tf.io.gfile.GFile(temporary, "w") as file,
     ):
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(HEADER)
+        buffer.write(predictions_csv.HEADER + "\n")
         for row, video_id in enumerate(predictions.video_ids):
             pairs = slice(starts[row], ends[row])
-            writer.writerow([video_id, row_text(classes[pairs], scores[pairs])])
+            buffer.write(predictions_csv.row(video_id, row_text(classes[pairs], scores[pairs])))
             if row % ROWS_PER_WRITE == ROWS_PER_WRITE - 1:
                 file.write(buffer.getvalue())
                 buffer.seek(0)
@@ -317,8 +317,6 @@ def check_settings(config: EnsembleConfig) -> None:
             f"{{output_file}}={config.output_file!r}: directory {output_dir!r} does not exist.",
             "output_file",
         )
-    if config.top_k < 1:
-        raise UserError(f"{{top_k}}={config.top_k}: use 1 or more.", "top_k")
 
 
 def main(config: EnsembleConfig) -> None:

@@ -6,6 +6,7 @@ the settings it concerns as `{name}`: library code reads the bare name (`feature
 the command line reads the flag (`--feature_sizes`).
 """
 
+import re
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -48,3 +49,23 @@ def chosen(name: str, choices: Mapping[str, Choice], setting: str) -> Choice:
             f"{{{setting}}}={name!r} is not known; choose one of {', '.join(choices)}.", setting
         )
     return choices[name]
+
+
+# What the operating system says when a file system refuses a write, and what it means.
+STORAGE_PROBLEMS = {
+    "No space left on device": "the disk is full",
+    "Disk quota exceeded": "the disk quota is used up",
+    "Read-only file system": "the file system is read-only",
+    "Permission denied": "permission is denied",
+    "File too large": "the file is larger than the file system allows",
+    "Not a directory": "a part of the path is a file, not a directory",
+}
+
+
+def storage_problem(error: Exception) -> str | None:
+    """Returns what went wrong if the error is a file system refusing a write, else None."""
+    text = str(error)
+    not_a_directory = re.search(r"(\S+) is not a directory", text)
+    if not_a_directory:  # TensorFlow's words: they name the file in the way.
+        return f"{not_a_directory[1]} is a file, not a directory"
+    return next((meaning for cause, meaning in STORAGE_PROBLEMS.items() if cause in text), None)

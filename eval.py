@@ -27,6 +27,8 @@ import time
 import tensorflow as tf
 from absl import flags, logging
 
+import atomic_write
+import checkpoint_files
 import cli
 import errors
 import eval_util
@@ -36,11 +38,11 @@ import models
 import readers
 import summaries
 import trained_model
-from settings import setting
+from settings import Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Settings):
     """The evaluation settings, each a flag of eval.py."""
 
     train_dir: str = setting("/tmp/yt8m_model/")
@@ -79,7 +81,9 @@ class Evaluator:
         self.num_readers = num_readers
         self.label_loss_fn = errors.chosen(model_flags["label_loss"], losses.LOSSES, "label_loss")()
         self.metrics = eval_util.EvaluationMetrics(self.reader.num_classes, top_k, None)
-        self.writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
+        summary_dir = os.path.join(train_dir, "eval")
+        with atomic_write.write_failures_explained(summary_dir, "nothing was evaluated"):
+            self.writer = tf.summary.create_file_writer(summary_dir)
         self.checkpoint = tf.train.Checkpoint(model=self.model)
         self.predict = tf.function(self.batch_predictions_and_loss)
         self.padded_forward = tf.function(self.forward, jit_compile=True)
@@ -122,7 +126,7 @@ class Evaluator:
         Returns:
           Its global step, or -1 if train_dir holds no checkpoint.
         """
-        checkpoint_path = tf.train.latest_checkpoint(self.train_dir)
+        checkpoint_path = checkpoint_files.latest(self.train_dir)
         if not checkpoint_path:
             logging.info("No checkpoint file found.")
             return -1
@@ -175,6 +179,12 @@ class Evaluator:
                 start = time.perf_counter()  # Not counting the wait for the previous metrics.
             if pending is not None:
                 batch_log.add(pending.result())
+        if not batch_log.examples_processed:
+            raise errors.UserError(
+                f"The files of {{eval_data_pattern}}='{self.eval_data_pattern}' hold no "
+                f"{'rated segments' if self.segment_labels else 'videos'} to evaluate.",
+                "eval_data_pattern",
+            )
         logging.info("Done with batched inference. Now calculating global performance metrics.")
         epoch_info = self.metrics.get()
         epoch_info["epoch_id"] = global_step

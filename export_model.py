@@ -36,7 +36,7 @@ import models
 import readers
 import trained_model
 from errors import UserError
-from settings import setting
+from settings import Settings, setting
 
 TOP_PREDICTIONS_IN_OUTPUT = 20
 # Segments the segment model scores per model call: a fixed shape for XLA, and a bound
@@ -48,7 +48,7 @@ EXPORTED_FROM_FILE = "exported_from_checkpoint.txt"
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(Settings):
     """The export settings, each a flag of export_model.py."""
 
     train_dir: str = setting("/tmp/yt8m_model/", "Training directory to export from.")

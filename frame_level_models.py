@@ -13,22 +13,27 @@ import errors
 import model_util
 import models
 import video_level_models
-from settings import setting
+from settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Range, Settings, setting
+
+# Cluster and group counts of which the audio branch takes half.
+HALVED_FOR_AUDIO = Range(2)
 
 
 @dataclasses.dataclass(frozen=True)
-class Hyperparameters:
+class Hyperparameters(Settings):
     """The frame-level models' hyperparameter flags, recorded in model_flags.json."""
 
-    iterations: int = setting(30, "Number of frames per batch for DBoF.")
+    iterations: int = setting(30, "Number of frames per batch for DBoF.", AT_LEAST_ONE)
     dbof_add_batch_norm: bool = setting(True, "Adds batch normalization to the DBoF model.")
     sample_random_frames: bool = setting(
         True,
         "If true samples random frames (for frame level models). If false, a random sequence "
         "of frames is sampled instead.",
     )
-    dbof_cluster_size: int = setting(8192, "Number of units in the DBoF cluster layer.")
-    dbof_hidden_size: int = setting(1024, "Number of units in the DBoF hidden layer.")
+    dbof_cluster_size: int = setting(
+        8192, "Number of units in the DBoF cluster layer.", AT_LEAST_ONE
+    )
+    dbof_hidden_size: int = setting(1024, "Number of units in the DBoF hidden layer.", AT_LEAST_ONE)
     dbof_pooling_method: str = setting(
         "max",
         "The pooling method used in the DBoF cluster layer. Choices are 'average' and 'max'.",
@@ -42,25 +47,31 @@ class Hyperparameters:
         "Some Frame-Level models can be decomposed into a generalized pooling operation "
         "followed by a classifier layer",
     )
-    lstm_cells: int = setting(1024, "Number of LSTM cells.")
-    lstm_layers: int = setting(2, "Number of LSTM layers.")
+    lstm_cells: int = setting(1024, "Number of LSTM cells.", AT_LEAST_ONE)
+    lstm_layers: int = setting(2, "Number of LSTM layers.", AT_LEAST_ONE)
     # The 2017 winners' (WILLOW) models.
-    netvlad_cluster_size: int = setting(64, "Number of units in the NetVLAD cluster layer.")
-    netvlad_hidden_size: int = setting(1024, "Number of units in the NetVLAD hidden layer.")
+    netvlad_cluster_size: int = setting(
+        64, "Number of units in the NetVLAD cluster layer.", HALVED_FOR_AUDIO
+    )
+    netvlad_hidden_size: int = setting(
+        1024, "Number of units in the NetVLAD hidden layer.", AT_LEAST_ONE
+    )
     netvlad_relu: bool = setting(
         True, "Batch norm and ReLU6 after the NetVLAD hidden layer (else a linear layer)."
     )
     lightvlad: bool = setting(False, "NetRVLAD: NetVLAD without cluster centers.")
     gating: bool = setting(False, "Context Gating after the NetVLAD / NetFV hidden layer.")
-    fv_cluster_size: int = setting(64, "Number of units in the NetFV cluster layer.")
-    fv_hidden_size: int = setting(2048, "Number of units in the NetFV hidden layer.")
+    fv_cluster_size: int = setting(
+        64, "Number of units in the NetFV cluster layer.", HALVED_FOR_AUDIO
+    )
+    fv_hidden_size: int = setting(2048, "Number of units in the NetFV hidden layer.", AT_LEAST_ONE)
     fv_relu: bool = setting(
         True, "Batch norm and ReLU6 after the NetFV hidden layer (else a linear layer)."
     )
     fv_couple_weights: bool = setting(
         True, "NetFV centers are fv_coupling_factor times the cluster weights."
     )
-    fv_coupling_factor: float = setting(0.01, "Coupling factor of the NetFV centers.")
+    fv_coupling_factor: float = setting(0.01, "Coupling factor of the NetFV centers.", NON_NEGATIVE)
     dbof_relu: bool = setting(
         True,
         "Batch norm and ReLU6 after the SoftDbofModelLF / GatedDbofModelLF hidden layer "
@@ -70,24 +81,32 @@ class Hyperparameters:
     fc_dimred: bool = setting(
         True, "SoftDbofModelLF / GatedDbofModelLF: a hidden layer after the pooling."
     )
-    gru_cells: int = setting(1024, "Number of GRU cells.")
-    gru_layers: int = setting(2, "Number of GRU layers.")
+    gru_cells: int = setting(1024, "Number of GRU cells.", AT_LEAST_ONE)
+    gru_layers: int = setting(2, "Number of GRU layers.", AT_LEAST_ONE)
     gru_backward: bool = setting(False, "The GRU reads each video's frames backwards.")
     gru_random_sequence: bool = setting(
         False, "The GRU reads `iterations` frames sampled at random instead of every frame."
     )
     # The 2018 winners' (NeXtVLAD) models.
-    nextvlad_cluster_size: int = setting(64, "Number of NeXtVLAD clusters (audio: half).")
-    nextvlad_hidden_size: int = setting(1024, "Number of units in the NeXtVLAD hidden layer.")
-    groups: int = setting(8, "Number of NeXtVLAD groups (audio: half).")
-    expansion: int = setting(2, "NeXtVLAD expansion factor λ of each frame's features.")
-    gating_reduction: int = setting(8, "Reduction factor of NeXtVLAD's SE context gate.")
-    drop_rate: float = setting(0.5, "Dropout rate of the pooled NeXtVLAD features.")
-    mix_number: int = setting(3, "Number of NeXtVLAD branches of MixNeXtVladModel.")
-    cl_temperature: float = setting(
-        2.0, "Temperature of MixNeXtVladModel's distillation softmaxes."
+    nextvlad_cluster_size: int = setting(
+        64, "Number of NeXtVLAD clusters (audio: half).", HALVED_FOR_AUDIO
     )
-    cl_lambda: float = setting(1.0, "Weight of MixNeXtVladModel's distillation loss.")
+    nextvlad_hidden_size: int = setting(
+        1024, "Number of units in the NeXtVLAD hidden layer.", AT_LEAST_ONE
+    )
+    groups: int = setting(8, "Number of NeXtVLAD groups (audio: half).", HALVED_FOR_AUDIO)
+    expansion: int = setting(
+        2, "NeXtVLAD expansion factor λ of each frame's features.", AT_LEAST_ONE
+    )
+    gating_reduction: int = setting(
+        8, "Reduction factor of NeXtVLAD's SE context gate.", AT_LEAST_ONE
+    )
+    drop_rate: float = setting(0.5, "Dropout rate of the pooled NeXtVLAD features.", FRACTION)
+    mix_number: int = setting(3, "Number of NeXtVLAD branches of MixNeXtVladModel.", AT_LEAST_ONE)
+    cl_temperature: float = setting(
+        2.0, "Temperature of MixNeXtVladModel's distillation softmaxes.", POSITIVE
+    )
+    cl_lambda: float = setting(1.0, "Weight of MixNeXtVladModel's distillation loss.", NON_NEGATIVE)
 
 
 def video_level_classifier(name: str, vocab_size: int, hyperparameters: dict) -> models.BaseModel:

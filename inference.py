@@ -23,7 +23,6 @@ Kaggle 2019 segment submission (segment_submission.py): for each class of
 import quiet_tensorflow  # noqa: F401 (first: hides TensorFlow's start-up noise)
 
 # isort: split
-import csv
 import dataclasses
 import io
 import os
@@ -38,11 +37,12 @@ from absl import logging
 import atomic_write
 import cli
 import export_model
+import predictions_csv
 import readers
 import segment_submission
 import trained_model
 from errors import UserError
-from settings import setting
+from settings import AT_LEAST_ONE, Range, Settings, setting
 
 # The original's 1,000 segment-rated classes, shipped beside this script.
 SEGMENT_LABEL_IDS_FILE = os.path.join(
@@ -51,7 +51,7 @@ SEGMENT_LABEL_IDS_FILE = os.path.join(
 
 
 @dataclasses.dataclass(frozen=True)
-class InferenceConfig:
+class InferenceConfig(Settings):
     """The prediction settings, each a flag of inference.py."""
 
     train_dir: str = setting("")
@@ -66,13 +66,19 @@ class InferenceConfig:
     output_model_tgz: str = setting("", "If set, also pack the inference model into this .tgz.")
     batch_size: int = setting(512)
     num_readers: int = setting(1)
-    top_k: int = setting(20, "How many predictions to write per video (at most 20).")
+    top_k: int = setting(
+        20,
+        "How many predictions to write per video.",
+        Range(1, export_model.TOP_PREDICTIONS_IN_OUTPUT),
+    )
     segment_labels: bool = setting(
         False,
         "Write the Kaggle 2019 segment submission (Class,Segments) from the segment model "
         "eval.py --segment_labels writes, instead of per-video predictions.",
     )
-    segment_max_pred: int = setting(100000, "Segments kept per class in segment mode.")
+    segment_max_pred: int = setting(
+        100000, "Segments kept per class in segment mode.", AT_LEAST_ONE
+    )
     segment_label_ids_file: str = setting(
         SEGMENT_LABEL_IDS_FILE,
         "The classes ranked in segment mode: a file (local, gs:// or http(s) URL) with "
@@ -150,18 +156,39 @@ def formatted_batch(outputs: dict, top_k: int) -> dict[str, tf.Tensor]:
         "video_ids": video_ids,
         "pairs": pairs,
         "lines": tf.strings.join([video_ids, pairs], separator=","),
-        "plain_ids": tf.strings.regex_full_match(video_ids, '[^,"\r\n]*'),
+        "plain_ids": tf.strings.regex_full_match(video_ids, predictions_csv.PLAIN_ID),
     }
 
 
-def write_batch(file, batch: dict) -> None:
-    """Appends one formatted batch to the CSV, quoting the ids that need it."""
-    if batch["plain_ids"].numpy().all():
-        file.write(b"\n".join(batch["lines"].numpy()).decode("utf-8") + "\n")
-        return
-    writer = csv.writer(file, lineterminator="\n")
-    for video_id, pairs in zip(batch["video_ids"].numpy(), batch["pairs"].numpy()):
-        writer.writerow([video_id.decode("utf-8"), pairs.decode("utf-8")])
+def write_batch(file, batch: dict, first_video: int, data_pattern: str) -> None:
+    """Appends one formatted batch to the CSV, quoting the ids that need it.
+
+    Raises:
+      UserError: an id is not UTF-8 text, naming its record (the first_video-th of the
+        input is the batch's first).
+    """
+    try:
+        if batch["plain_ids"].numpy().all():
+            file.write(b"\n".join(batch["lines"].numpy()).decode("utf-8") + "\n")
+            return
+        for video_id, pairs in zip(batch["video_ids"].numpy(), batch["pairs"].numpy()):
+            file.write(predictions_csv.row(video_id.decode("utf-8"), pairs.decode("utf-8")))
+    except UnicodeDecodeError:
+        raise UserError(invalid_id(batch["video_ids"].numpy(), first_video, data_pattern)) from None
+
+
+def invalid_id(video_ids: np.ndarray, first_video: int, data_pattern: str) -> str:
+    """Returns the error naming the first id of a batch that is not UTF-8, and its record."""
+    for position, video_id in enumerate(video_ids):
+        try:
+            video_id.decode("utf-8")
+        except UnicodeDecodeError:
+            path, record = readers.record_location(data_pattern, first_video + position)
+            return (
+                f"{path}: record {record}: the video id {video_id!r} is not UTF-8 text, "
+                "which the CSV holds; nothing was written."
+            )
+    raise AssertionError("every id decodes")
 
 
 def model_outputs(map_batch, data_pattern: str, batch_size: int) -> tf.data.Dataset:
@@ -230,11 +257,21 @@ def write_predictions(
         tf.io.gfile.GFile(temporary, "w") as file,
         reader.errors_explained(data_pattern),
     ):
-        file.write("VideoId,LabelConfidencePairs\n")
+        file.write(predictions_csv.HEADER + "\n")
         for batch in batches:
-            write_batch(file, batch)
+            write_batch(file, batch, progress.num_examples, data_pattern)
             progress.add(int(batch["lines"].shape[0]))
+        if not progress.num_examples:
+            raise UserError(no_videos(data_pattern))
     return progress.num_examples
+
+
+def no_videos(data_pattern: str) -> str:
+    """Returns the error for input files that hold no record."""
+    return (
+        f"The files of --input_data_pattern='{data_pattern}' hold no videos to predict; "
+        "nothing was written."
+    )
 
 
 def write_segment_predictions(
@@ -261,12 +298,15 @@ def write_segment_predictions(
     progress = ProgressLog()
     with reader.errors_explained(config.input_data_pattern):
         for batch in batches:
+            segment_submission.check_segment_ids(batch["segment_id"].numpy())
             top_segments.add(
                 batch["segment_id"].numpy(),
                 batch["class_indexes"][:, : config.top_k].numpy(),
                 batch["predictions"][:, : config.top_k].numpy(),
             )
             progress.add(int(batch["segment_id"].shape[0]))
+    if not progress.num_examples:
+        raise UserError(no_videos(config.input_data_pattern))
     logging.info("Post-processing segment predictions...")
     logging.info("Writing sorted segment predictions to: %s", config.output_file)
     segment_submission.write(config.output_file, top_segments)
@@ -293,13 +333,6 @@ def check_settings(config: InferenceConfig) -> None:
         raise UserError(
             f"--output_file={config.output_file!r}: directory {output_dir!r} does not exist."
         )
-    if not 0 < config.top_k <= export_model.TOP_PREDICTIONS_IN_OUTPUT:
-        raise UserError(
-            f"--top_k={config.top_k}: the inference model gives the top "
-            f"{export_model.TOP_PREDICTIONS_IN_OUTPUT} classes; use 1 to 20."
-        )
-    if config.segment_labels and config.segment_max_pred <= 0:
-        raise UserError(f"--segment_max_pred={config.segment_max_pred}: use 1 or more.")
 
 
 def main(config: InferenceConfig) -> None:

@@ -41,28 +41,30 @@ import os
 import numpy as np
 import tensorflow as tf
 
+import atomic_write
 import cli
 import features
 from errors import UserError
-from settings import setting
+from settings import AT_LEAST_ONE, NON_NEGATIVE, Range, Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class SampleDataConfig:
+class SampleDataConfig(Settings):
     """What sample data to write, each a flag of make_sample_data.py."""
 
     output_dir: str = setting("/tmp/yt8m_sample", "Directory to write the data set to.")
-    seed: int = setting(0, "Random seed; the same seed writes the same files.")
+    seed: int = setting(0, "Random seed; the same seed writes the same files.", NON_NEGATIVE)
     num_classes: int = setting(3862)
-    num_train_videos: int = setting(2000, "Videos in the train split.")
-    num_validate_videos: int = setting(500, "Videos in the validate split.")
-    num_test_videos: int = setting(500, "Videos in the test split.")
-    num_shards: int = setting(4, "Files per split (train0000.tfrecord, ...).")
-    mean_labels: float = setting(3.0, "Average number of labels per video (at least 1).")
+    num_train_videos: int = setting(2000, "Videos in the train split.", NON_NEGATIVE)
+    num_validate_videos: int = setting(500, "Videos in the validate split.", NON_NEGATIVE)
+    num_test_videos: int = setting(500, "Videos in the test split.", NON_NEGATIVE)
+    num_shards: int = setting(4, "Files per split (train0000.tfrecord, ...).", AT_LEAST_ONE)
+    mean_labels: float = setting(3.0, "Average number of labels per video.", Range(1))
     mean_frames: int = setting(
         60,
         "Typical frames per video. 80%% of videos have 5..2*mean_frames-5 frames, 10%% fewer "
         "than 5 and 10%% more than 300, so truncation and padding are both exercised.",
+        AT_LEAST_ONE,
     )
     formats: list = setting(
         ["video", "frame", "segment"],
@@ -208,11 +210,12 @@ def frame_level_example(
 
 def write_records(path: str, records) -> None:
     """Writes serialized records to a TFRecord file under a temporary name, then renames."""
-    temporary = path + ".tmp"
-    with tf.io.TFRecordWriter(temporary) as writer:
+    with (
+        atomic_write.replaced_atomically(path) as temporary,
+        tf.io.TFRecordWriter(temporary) as writer,
+    ):
         for record in records:
             writer.write(record)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def write_split(config: SampleDataConfig, split: str, first_index: int, labels, bases, rng) -> None:
@@ -490,8 +493,9 @@ def main(config: SampleDataConfig) -> None:
             segment_vocabulary(config.num_classes),
             *object_and_context_directions(config.seed, prototypes),
         )
-    for data_format in config.formats:
-        tf.io.gfile.makedirs(os.path.join(config.output_dir, data_format))
+    with atomic_write.write_failures_explained(config.output_dir, "nothing was written"):
+        for data_format in config.formats:
+            tf.io.gfile.makedirs(os.path.join(config.output_dir, data_format))
     if {"video", "frame"} & set(config.formats):
         write_video_and_frame_splits(config, rng, prototypes)
     if "segment" in config.formats:

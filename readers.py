@@ -85,6 +85,19 @@ def serialized_records(
     return records.shuffle(max(batch_size, 1))
 
 
+def record_location(data_pattern: str, index: int) -> tuple[str, int]:
+    """Returns (file, record number in it) of the index-th record of the sorted files.
+
+    Counts the records of each file in turn: for an error message, not for reading.
+    """
+    for path in list_files(data_pattern):
+        count = int(tf.data.TFRecordDataset(path).reduce(0, lambda count, _: count + 1))
+        if index < count:
+            return path, index
+        index -= count
+    raise IndexError(f"{data_pattern} holds fewer than {index} more records")
+
+
 def pipeline_options() -> tf.data.Options:
     """Returns the options of every reader's pipeline: tf.data's autotuning off.
 

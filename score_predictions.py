@@ -20,11 +20,11 @@ import cli
 import eval_util
 import readers
 from errors import UserError
-from settings import setting
+from settings import Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(Settings):
     """What to score, each a flag of score_predictions.py."""
 
     predictions_file: str = setting("", "CSV written by inference.py.")

@@ -40,7 +40,7 @@ import mean_average_precision_calculator
 import readers
 import segment_submission
 from errors import UserError
-from settings import setting
+from settings import NON_NEGATIVE, Settings, setting
 
 # Records parsed per tf.data batch.
 BATCH_SIZE = 1024
@@ -51,7 +51,7 @@ CLASS_ID = re.compile(r"[0-9]+")
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentEvalConfig:
+class SegmentEvalConfig(Settings):
     """What to score, each a flag of segment_eval_inference.py."""
 
     eval_data_pattern: str = setting(
@@ -66,7 +66,7 @@ class SegmentEvalConfig:
     )
     submission_file: str = setting("", "The segment submission file written by inference.py.")
     top_n: int = setting(
-        0, "Keep only the first N segments of each class's list. Use 0 for no cap."
+        0, "Keep only the first N segments of each class's list. Use 0 for no cap.", NON_NEGATIVE
     )
 
 
@@ -282,8 +282,6 @@ def main(config: SegmentEvalConfig) -> None:
     """Logs and prints the number of submitted classes and the mAP."""
     if not config.submission_file:
         raise UserError("You must input submission file (--submission_file).")
-    if config.top_n < 0:
-        raise UserError(f"--top_n={config.top_n}: must be 0 (no cap) or a positive number.")
     segments = submitted_segments(config.submission_file, config.top_n)
     labels = rated_labels(config)
     logging.info("Total rated segments: %d.", len(labels))

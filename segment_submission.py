@@ -147,6 +147,36 @@ class TopSegments:
                 yield f"{classes[rows[0]]},{ids}\n"
 
 
+def check_segment_ids(segment_ids: np.ndarray) -> None:
+    """Raises a UserError unless every id can stand in the space-separated list of a row.
+
+    Raises:
+      UserError: naming the first id that holds a space, a comma, a quote or a line
+        break, or is not UTF-8 text.
+    """
+    joined = b"\n".join(segment_ids.tolist())
+    try:
+        joined.decode("utf-8")
+        clean = not any(character in joined for character in (b" ", b",", b'"', b"\r"))
+    except UnicodeDecodeError:
+        clean = False
+    if clean and joined.count(b"\n") == len(segment_ids) - 1:
+        return
+    for segment_id in segment_ids.tolist():
+        if any(character in segment_id for character in b' ,"\r\n'):
+            problem = "holds a space, comma, quote or line break"
+        else:
+            try:
+                segment_id.decode("utf-8")
+                continue
+            except UnicodeDecodeError:
+                problem = "is not UTF-8 text"
+        raise UserError(
+            f"The segment id {segment_id!r} {problem}, which the submission's "
+            "space-separated lists cannot hold; nothing was written."
+        )
+
+
 def write(path: str, top_segments: TopSegments) -> None:
     """Writes the submission file under a temporary name, renamed when complete."""
     with (

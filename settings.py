@@ -4,7 +4,8 @@ Each script's settings are one frozen dataclass whose fields carry their default
 text, so both are written once: the script defines its flags from the dataclass and
 builds the dataclass from the parsed flags, and a test or notebook builds it directly.
 Settings that several scripts share (`train_dir`, `batch_size`, ...) keep one help text
-here; each script gives its own default, as the original's scripts did.
+here; each script gives its own default, as the original's scripts did. A numeric setting
+may carry the Range of values it accepts; the dataclass checks it when built (Settings).
 """
 
 import dataclasses
@@ -13,6 +14,41 @@ import types
 from typing import Any
 
 from absl import flags
+
+from errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts: from low to high, either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is excluded
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        """True if the value is in the range."""
+        above = self.low is None or value > self.low or (value == self.low and not self.low_open)
+        below = (
+            self.high is None or value < self.high or (value == self.high and not self.high_open)
+        )
+        return above and below
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            opening = "(" if self.low_open else "["
+            closing = ")" if self.high_open else "]"
+            return f"in {opening}{self.low}, {self.high}{closing}"
+        if self.low is not None:
+            return f"{'above' if self.low_open else 'at least'} {self.low}"
+        return f"{'below' if self.high_open else 'at most'} {self.high}"
+
+
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+FRACTION = Range(0, 1, high_open=True)  # [0, 1): a rate or a decay
 
 # The help of the settings that several scripts share, by name.
 SHARED_HELP = {
@@ -32,6 +68,13 @@ SHARED_HELP = {
     "top_k": "Predictions per video kept for GAP and mAP.",
     "num_classes": "Size of the label vocabulary.",
 }
+# The ranges of the shared numeric settings, by name.
+SHARED_RANGES = {
+    "batch_size": AT_LEAST_ONE,
+    "num_readers": AT_LEAST_ONE,
+    "top_k": AT_LEAST_ONE,
+    "num_classes": AT_LEAST_ONE,
+}
 
 _DEFINERS = {
     bool: flags.DEFINE_bool,
@@ -42,11 +85,40 @@ _DEFINERS = {
 }
 
 
-def setting(default: Any, help: str | None = None) -> Any:
-    """Returns a dataclass field that is also a flag; help None takes SHARED_HELP's."""
+def setting(default: Any, help: str | None = None, valid: Range | None = None) -> Any:
+    """Returns a dataclass field that is also a flag.
+
+    Args:
+      default: the flag's default.
+      help: its help text; None takes SHARED_HELP's.
+      valid: the values a numeric setting accepts; None takes SHARED_RANGES' (if any).
+    """
+    metadata = {"help": help, "valid": valid}
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+class Settings:
+    """Base of the settings dataclasses: building one checks each numeric setting's range.
+
+    Raises:
+      UserError: naming the first setting out of its range, and the range.
+    """
+
+    def __post_init__(self):
+        for field in flag_fields(type(self)):
+            valid = valid_range(field)
+            value = getattr(self, field.name)
+            if valid is not None and value is not None and not valid.holds(value):
+                raise UserError(
+                    f"{{{field.name}}}={value} is out of range: it must be {valid}.", field.name
+                )
+
+
+def valid_range(field: dataclasses.Field) -> Range | None:
+    """Returns the values a setting accepts, or None for any."""
+    return field.metadata.get("valid") or SHARED_RANGES.get(field.name)
 
 
 def flag_fields(settings_class: type) -> list[dataclasses.Field]:
@@ -69,6 +141,8 @@ def define_flags(settings_class: type, module_name: str | None = None) -> None:
             kind = next(member for member in kind.__args__ if member is not type(None))
         default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         help_text = field.metadata["help"] or SHARED_HELP[field.name]
+        if valid_range(field) is not None:
+            help_text += f" ({valid_range(field)})"
         define = _DEFINERS[getattr(kind, "__origin__", kind)]
         define(field.name, default, help_text, module_name=module_name)
 

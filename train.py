@@ -36,6 +36,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import atomic_write
+import checkpoint_files
 import cli
 import errors
 import eval_util
@@ -46,7 +48,7 @@ import readers
 import summaries
 import trained_model
 from errors import UserError
-from settings import setting
+from settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Settings, setting
 
 CHECKPOINT_PREFIX = "model.ckpt"
 CHECKPOINT_EVERY_SECONDS = 15 * 60  # The original Supervisor's save_model_secs.
@@ -55,7 +57,7 @@ METRICS_EVERY_STEPS = 10
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """The training settings, each a flag of train.py; a test or notebook builds one directly."""
 
     train_dir: str = setting("/tmp/yt8m_model/")
@@ -74,20 +76,24 @@ class TrainConfig:
     start_new_model: bool = setting(
         False, "Delete train_dir and start over instead of resuming from it."
     )
-    num_gpu: int = setting(1, "Upper limit on the number of local GPUs used.")
+    num_gpu: int = setting(1, "Upper limit on the number of local GPUs used.", NON_NEGATIVE)
     batch_size: int = setting(1024)
     label_loss: str = setting("CrossEntropyLoss", "Loss class name, from losses.py.")
     regularization_penalty: float = setting(
-        1.0, "Weight of the regularization loss; the label loss has 1."
+        1.0, "Weight of the regularization loss; the label loss has 1.", NON_NEGATIVE
     )
-    base_learning_rate: float = setting(0.01, "Initial learning rate.")
+    base_learning_rate: float = setting(0.01, "Initial learning rate.", NON_NEGATIVE)
     learning_rate_decay: float = setting(
-        0.95, "Factor applied once per learning_rate_decay_examples."
+        0.95, "Factor applied once per learning_rate_decay_examples.", POSITIVE
     )
-    learning_rate_decay_examples: float = setting(4000000, "Examples between learning-rate decays.")
-    num_epochs: int = setting(5, "Passes over the training data.")
-    max_steps: int | None = setting(None, "Stop once the global step reaches this many steps.")
-    export_model_steps: int = setting(1000, "Steps between extra checkpoint saves.")
+    learning_rate_decay_examples: float = setting(
+        4000000, "Examples between learning-rate decays.", POSITIVE
+    )
+    num_epochs: int = setting(5, "Passes over the training data.", AT_LEAST_ONE)
+    max_steps: int | None = setting(
+        None, "Stop once the global step reaches this many steps.", NON_NEGATIVE
+    )
+    export_model_steps: int = setting(1000, "Steps between extra checkpoint saves.", AT_LEAST_ONE)
     num_readers: int = setting(8)
     optimizer: str = setting(
         "AdamOptimizer",
@@ -95,7 +101,7 @@ class TrainConfig:
         "RMSPropOptimizer, AdadeltaOptimizer, FtrlOptimizer or MomentumOptimizer.",
     )
     clip_gradient_norm: float = setting(
-        1.0, "Clip each gradient tensor to this L2 norm; 0 disables."
+        1.0, "Clip each gradient tensor to this L2 norm; 0 disables.", NON_NEGATIVE
     )
     log_device_placement: bool = setting(False, "Log the device of every op.")
     mixed_precision: str = setting(
@@ -109,6 +115,7 @@ class TrainConfig:
         "Keep an exponential moving average of the trainable weights, updated after each "
         "step with this decay (e.g. 0.9999), in the checkpoints; eval.py, export_model.py "
         "and inference.py then use the averages. 0 disables.",
+        FRACTION,
     )
     # Not a flag of its own: the values of the model modules' hyperparameter flags.
     model_hyperparameters: dict = dataclasses.field(default_factory=models.default_hyperparameters)
@@ -425,12 +432,19 @@ def local_values(strategy, value) -> np.ndarray:
 
 
 def prepare_train_dir(config: TrainConfig, chief: bool) -> None:
-    """Starts over if asked, creates train_dir and writes or checks model_flags.json."""
-    if chief and config.start_new_model and tf.io.gfile.exists(config.train_dir):
-        logging.info("%s: Removing existing train directory.", task_name())
-        tf.io.gfile.rmtree(config.train_dir)
-    tf.io.gfile.makedirs(config.train_dir)
+    """Starts over if asked, creates train_dir and writes or checks model_flags.json.
+
+    The chief also removes what an interrupted checkpoint save left there.
+    """
+    with atomic_write.write_failures_explained(
+        config.train_dir, "nothing was trained", output=f"--train_dir={config.train_dir}"
+    ):
+        if chief and config.start_new_model and tf.io.gfile.exists(config.train_dir):
+            logging.info("%s: Removing existing train directory.", task_name())
+            tf.io.gfile.rmtree(config.train_dir)
+        tf.io.gfile.makedirs(config.train_dir)
     if chief:
+        checkpoint_files.remove_leftovers(config.train_dir)
         trained_model.write_or_check_model_flags(config.train_dir, config.model_flags())
 
 
@@ -456,10 +470,28 @@ class Checkpointer:
         self.last_export_step = None  # The original's export_model_steps cadence.
 
     def save(self, global_step: int) -> None:
-        """Saves a checkpoint for global_step unless one was just saved for it."""
+        """Saves a checkpoint for global_step unless one was just saved for it.
+
+        Raises:
+          UserError: the file system refused the save (a full disk); what it had written
+            is removed, and the previous checkpoint stays the latest.
+        """
         if global_step == self.last_saved_step:
             return
-        path = self.manager.save(checkpoint_number=global_step)
+        new = os.path.join(self.manager.directory, f"{CHECKPOINT_PREFIX}-{global_step}")
+        previous = self.manager.latest_checkpoint
+        with atomic_write.write_failures_explained(
+            self.manager.directory,
+            f"{previous} is still the latest checkpoint, which train.py resumes from"
+            if previous
+            else "no checkpoint was saved",
+            output=f"checkpoint {new}",
+        ):
+            try:
+                path = self.manager.save(checkpoint_number=global_step)
+            except (tf.errors.OpError, OSError):
+                checkpoint_files.remove_unlisted(new)
+                raise
         if self.chief:
             logging.info("%s: Saved checkpoint %s", task_name(), path)
         else:
@@ -494,11 +526,11 @@ def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> str 
     if config.start_new_model:
         logging.info("%s: Flag 'start_new_model' is set. Building a new model.", task_name())
         return None
-    latest = tf.train.latest_checkpoint(config.train_dir)
+    latest = checkpoint_files.latest(config.train_dir)
     if not latest:
         logging.info("%s: No checkpoint file found. Building a new model.", task_name())
         return None
-    if not any(name.startswith("optimizer/") for name, _ in tf.train.list_variables(latest)):
+    if not any(name.startswith("optimizer/") for name in checkpoint_files.keys(latest)):
         raise UserError(
             f"{latest} holds model weights only (as average_checkpoints.py writes them): "
             "evaluate, export or predict with it, and resume training from the {train_dir} "
@@ -507,18 +539,8 @@ def restore_latest(checkpoint: tf.train.Checkpoint, config: TrainConfig) -> str 
         )
     logging.info("%s: Restoring from checkpoint %s", task_name(), latest)
     # Partial: weight averages, if any, are restored on their own (start_weight_average).
-    checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
+    trained_model.restore_matching(checkpoint, latest)
     return latest
-
-
-def check_ema_decay(ema_decay: float) -> None:
-    """Raises a UserError unless 0 <= ema_decay < 1."""
-    if not 0 <= ema_decay < 1:
-        raise UserError(
-            f"{{ema_decay}}={ema_decay} should be in [0, 1): 0 disables weight averaging, "
-            "values near 1 (e.g. 0.9999) average over many steps.",
-            "ema_decay",
-        )
 
 
 def start_weight_average(
@@ -591,7 +613,6 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     """
     logging.info("%s: Tensorflow version: %s.", task_name(), tf.__version__)
     tf.debugging.set_log_device_placement(config.log_device_placement)
-    check_ema_decay(config.ema_decay)
     strategy = strategy or distribution_strategy(config.num_gpu)
     chief = is_chief(strategy)
     reader = readers.create_reader(
@@ -688,11 +709,18 @@ def run_loop(config, strategy, dataset, train_step, model, optimizer, checkpoint
         logging.info("%s: Global step %d already reached max_steps.", task_name(), global_step)
         return global_step
     logging.info("%s: Entering training loop.", task_name())
+    first_step = global_step
     iterator = iter(dataset)
     metrics = TrainingMetrics(config, strategy, model, optimizer, writer)
     with StopOnSignal() as stop:
         while True:
             batch = next(iterator, None)
+            if batch is None and global_step == first_step:
+                raise UserError(
+                    f"The files of {{train_data_pattern}}='{config.train_data_pattern}' hold "
+                    "no videos to train on.",
+                    "train_data_pattern",
+                )
             if batch is None:
                 metrics.flush()
                 logging.info("%s: Done training -- epoch limit reached.", task_name())

@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 import atomic_write
+import checkpoint_files
 import models
 import readers
 from errors import UserError
@@ -159,7 +160,7 @@ def restored_model(
       UserError: no model_flags.json or no checkpoint.
     """
     model, reader, _ = model_from_flags(train_dir, segment_labels)
-    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(train_dir)
+    checkpoint_path = checkpoint_path or checkpoint_files.latest(train_dir)
     if not checkpoint_path:
         raise UserError(f"No checkpoint found in {{train_dir}}={train_dir}.", "train_dir")
     restore_weights(tf.train.Checkpoint(model=model), checkpoint_path)
@@ -194,10 +195,12 @@ def restore_matching(checkpoint: tf.train.Checkpoint, checkpoint_path: str) -> N
     """Restores every object of `checkpoint` from the file; the file may hold more.
 
     Raises:
-      UserError: the file lacks some of the objects' variables.
+      UserError: the file lacks some of the objects' variables, or is damaged.
     """
     try:
-        checkpoint.restore(checkpoint_path).assert_existing_objects_matched().expect_partial()
+        with checkpoint_files.damage_explained(checkpoint_path):
+            status = checkpoint.restore(checkpoint_path)
+        status.assert_existing_objects_matched().expect_partial()
     except AssertionError as error:
         raise UserError(
             f"{checkpoint_path} does not match the model that model_flags.json describes: "
@@ -246,7 +249,7 @@ def holds_weight_averages(checkpoint_path: str) -> bool:
 def weight_average_keys(checkpoint_path: str) -> list[str]:
     """Returns the checkpoint keys of the weight averages a checkpoint holds."""
     prefix = f"{WEIGHT_AVERAGE_KEY}/"
-    return [name for name, _ in tf.train.list_variables(checkpoint_path) if name.startswith(prefix)]
+    return [name for name in checkpoint_files.keys(checkpoint_path) if name.startswith(prefix)]
 
 
 def restore_weight_averages(weight_average: WeightAverage, checkpoint_path: str) -> None:

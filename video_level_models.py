@@ -8,17 +8,19 @@ import tensorflow as tf
 import errors
 import model_util
 import models
-from settings import setting
+from settings import AT_LEAST_ONE, NON_NEGATIVE, Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class Hyperparameters:
+class Hyperparameters(Settings):
     """The video-level models' hyperparameter flags, recorded in model_flags.json."""
 
     moe_num_mixtures: int = setting(
-        2, "The number of mixtures (excluding the dummy 'expert') used for MoeModel."
+        2,
+        "The number of mixtures (excluding the dummy 'expert') used for MoeModel.",
+        AT_LEAST_ONE,
     )
-    moe_l2: float = setting(1e-8, "L2 penalty of MoeModel's gate and expert weights.")
+    moe_l2: float = setting(1e-8, "L2 penalty of MoeModel's gate and expert weights.", NON_NEGATIVE)
     moe_prob_gating: bool = setting(
         False, "Context Gating on MoeModel's probabilities: the gated MoE of the 2017 winners."
     )
@@ -28,7 +30,9 @@ class Hyperparameters:
         "themselves, as published) or 'input' (the MoE's input).",
     )
     l2_penalty: float = setting(
-        1e-8, "L2 penalty of LogisticModel's weights (and of NeXtVLAD's classifier)."
+        1e-8,
+        "L2 penalty of LogisticModel's weights (and of NeXtVLAD's classifier).",
+        NON_NEGATIVE,
     )
 
 

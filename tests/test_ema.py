@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import REPO, assert_top_k, error_line
+from conftest import REPO, assert_top_k
 
 import eval as eval_script
 import export_model
@@ -207,11 +207,3 @@ def test_two_replicas_keep_one_average_of_their_shared_weights():
     assert outcome["copies"] == [2, 2]  # Kernel and bias, one copy per replica.
     assert outcome["moved"] > 1e-3
     assert outcome["max_error"] < 1e-6
-
-
-@pytest.mark.fast
-@pytest.mark.parametrize("ema_decay", [1.0, -0.5])
-def test_ema_decay_outside_zero_to_one_is_one_line_naming_the_flag(tmp_path, ema_decay):
-    line = error_line(train.train, train.TrainConfig(train_dir=str(tmp_path), ema_decay=ema_decay))
-    assert line.startswith(f"ERROR: --ema_decay={ema_decay} should be in [0, 1)"), line
-    assert not (tmp_path / "model_flags.json").exists()

@@ -175,8 +175,6 @@ def test_frame_level_files_for_a_video_level_model_name_the_expected_format(
     "settings,message",
     [
         ({"input_model_tgz": "/tmp/x.tgz"}, "You cannot supply --train_dir if supplying"),
-        ({"top_k": 21}, "--top_k=21"),
-        ({"segment_labels": True, "segment_max_pred": 0}, "--segment_max_pred=0"),
     ],
 )
 def test_contradictory_flags_are_one_line_errors(trained, sample_data, tmp_path, settings, message):
